@@ -1,0 +1,41 @@
+# NGIS 3D. Two commands matter (see README): `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell sh scripts/find-python312)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NGIS := $(VENV)/bin/ngis
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= build/demo
+DEMO_SIZE ?= small
+SEED ?= 42
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean docs lint
+
+install: $(STAMP)
+
+# Re-run only when the dependency declarations change: fast when already done.
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x "$(PY)" ]; then \
+	  py="$(PYTHON)"; [ -n "$$py" ] || exit 1; \
+	  echo "creating $(VENV) with $$py"; "$$py" -m venv "$(VENV)"; fi
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)
+	$(NGIS) demo-data --out $(DEMO_DIR)/source --size $(DEMO_SIZE) --seed $(SEED)
+	$(NGIS) ingest --store $(DEMO_DIR)/basemap.gpkg --manifest $(DEMO_DIR)/source/manifest.json
+	$(NGIS) catalog list --store $(DEMO_DIR)/basemap.gpkg
+	@echo
+	@echo "Base map store: $(DEMO_DIR)/basemap.gpkg (open it in QGIS, or: $(NGIS) catalog show --store $(DEMO_DIR)/basemap.gpkg buildings)"
+	@echo "Source data:    $(DEMO_DIR)/source"
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(NGIS) standards docs --out docs/standards
+
+clean:
+	rm -rf build .pytest_cache

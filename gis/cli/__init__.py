@@ -1,0 +1,1 @@
+"""The ``ngis`` command line: one click group, one module per job."""

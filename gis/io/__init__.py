@@ -1,0 +1,1 @@
+"""Readers: one per source format, all yielding :class:`gis.io.model.SourceLayer`."""

@@ -1,0 +1,1 @@
+"""Decision models (flood, landslide, accident hotspots) over plain arrays and frames."""
