@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  py="$(PYTHON)"; [ -n "$$py" ] || exit 1; \
 	  echo "creating $(VENV) with $$py"; "$$py" -m venv "$(VENV)"; fi
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --config-settings editable_mode=compat -e '.[test]'
 	@touch $@
 
 demo: $(STAMP)

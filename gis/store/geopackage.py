@@ -1,0 +1,183 @@
+"""The embedded default store: one GeoPackage file.
+
+Vector layers are feature tables with an R-tree spatial index (written by GDAL); DEMs are tiled
+gridded-coverage tables (float32 TIFF tiles, NaN for no data); the catalogue is an attributes table
+``ngis_catalog`` holding one JSON map-asset record per layer.
+
+Writes are atomic: the batch goes into a copy beside the store, which replaces the store by
+``os.replace`` only once everything is written and checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pyogrio
+import rasterio
+from rasterio.windows import Window
+
+from gis.errors import LayerNotFoundError, StoreError
+from gis.io.raster import DemSource
+from gis.store.base import CATALOG_TABLE, RasterLayer, Store, VectorLayer
+
+_GRIDDED = ("gpkg_2d_gridded_tile_ancillary", "gpkg_2d_gridded_coverage_ancillary")
+
+
+class GeoPackageStore(Store):
+    """A base-map store in one GeoPackage file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.uri = str(path)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    # -- reading ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if not self.exists():
+            raise StoreError("no store here (run ngis ingest first)", path=self.uri)
+        try:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            con.execute("SELECT 1 FROM gpkg_contents LIMIT 1")
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"not a GeoPackage: {err}", path=self.uri) from err
+        return con
+
+    def layers(self) -> list[str]:
+        with contextlib.closing(self._connect()) as con:
+            rows = con.execute("SELECT table_name FROM gpkg_contents WHERE table_name != ? "
+                               "ORDER BY table_name", (CATALOG_TABLE,)).fetchall()
+        return [r[0] for r in rows]
+
+    def layer_kind(self, name: str) -> str:
+        """``features`` or ``2d-gridded-coverage``."""
+        with contextlib.closing(self._connect()) as con:
+            row = con.execute("SELECT data_type FROM gpkg_contents WHERE table_name = ?",
+                              (name,)).fetchone()
+        if row is None:
+            raise LayerNotFoundError(f"no layer {name!r}", path=self.uri)
+        return row[0]
+
+    def read(self, name, bbox=None) -> gpd.GeoDataFrame:
+        if name not in self.layers():
+            raise LayerNotFoundError(f"no layer {name!r} (has: {', '.join(self.layers())})",
+                                     path=self.uri)
+        return pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=True)
+
+    def read_raster(self, name: str) -> DemSource:
+        """Read a whole raster layer."""
+        if self.layer_kind(name) != "2d-gridded-coverage":
+            raise LayerNotFoundError(f"{name!r} is not a raster layer", path=self.uri)
+        with rasterio.open(f"GPKG:{self.path}:{name}") as src:
+            return DemSource(path=self.uri, data=src.read(1).astype("float32"),
+                             transform=src.transform, crs=src.crs)
+
+    def catalog(self) -> list[dict[str, Any]]:
+        with contextlib.closing(self._connect()) as con:
+            try:
+                rows = con.execute(f"SELECT record FROM {CATALOG_TABLE} ORDER BY id").fetchall()
+            except sqlite3.OperationalError:
+                return []
+        return [json.loads(r[0]) for r in rows]
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, vectors, rasters, records) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}.gpkg")
+        try:
+            if self.exists():
+                self._connect().close()  # refuse to build on a file that is no GeoPackage
+                shutil.copyfile(self.path, tmp)
+            for layer in vectors:
+                _drop_table(tmp, layer.name)
+                pyogrio.write_dataframe(layer.frame, tmp, layer=layer.name, driver="GPKG",
+                                        layer_options={"SPATIAL_INDEX": "YES"})
+            for raster in rasters:
+                _drop_table(tmp, raster.name)
+                _write_raster(tmp, raster)
+            _write_catalog(tmp, records() if callable(records) else records)
+            _check(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+
+
+def _write_raster(path: Path, raster: RasterLayer) -> None:
+    rows, cols = raster.shape
+    profile = dict(driver="GPKG", width=cols, height=rows, count=1, dtype="float32",
+                   crs=raster.crs, transform=raster.transform)
+    options = dict(RASTER_TABLE=raster.name, TILE_FORMAT="TIFF", APPEND_SUBDATASET="YES",
+                   BLOCKSIZE=256)
+    if not path.exists():
+        options.pop("APPEND_SUBDATASET")
+    with rasterio.open(path, "w", **profile, **options) as dst:
+        for (row_off, col_off), block in raster.blocks():
+            h, w = block.shape
+            dst.write(block.astype("float32"), 1, window=Window(col_off, row_off, w, h))
+
+
+def _drop_table(path: Path, name: str) -> None:
+    """Remove a table and every GeoPackage registration of it (features or gridded coverage)."""
+    if not path.exists():
+        return
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        master = con.execute("SELECT name, type, sql FROM sqlite_master").fetchall()
+        tables = {n for n, t, _ in master if t == "table"}
+        if name not in tables:
+            return
+        for trig, in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND "
+                                 "tbl_name = ?", (name,)).fetchall():
+            con.execute(f'DROP TRIGGER IF EXISTS "{trig}"')
+        for meta in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_tile_matrix",
+                     "gpkg_tile_matrix_set", "gpkg_extensions", "gpkg_ogr_contents", *_GRIDDED):
+            if meta in tables:
+                col = "tpudt_name" if meta == "gpkg_2d_gridded_tile_ancillary" else "table_name"
+                con.execute(f'DELETE FROM "{meta}" WHERE "{col}" = ?', (name,))
+        # The R-tree is a virtual table; dropping it drops its shadow tables.
+        for table, _, sql in master:
+            if table.startswith(f"rtree_{name}_") and (sql or "").upper().startswith("CREATE VIRTUAL"):
+                con.execute(f'DROP TABLE IF EXISTS "{table}"')
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        con.commit()
+
+
+def _write_catalog(path: Path, records: list[dict[str, Any]]) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG_TABLE} (id TEXT PRIMARY KEY NOT NULL, "
+                    "title TEXT, access_grade TEXT NOT NULL, record TEXT NOT NULL)")
+        con.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, "
+                    "description) VALUES (?, 'attributes', ?, ?)",
+                    (CATALOG_TABLE, CATALOG_TABLE, "NGIS map-asset catalogue (ISO 19115 core)"))
+        con.executemany(f"INSERT OR REPLACE INTO {CATALOG_TABLE} VALUES (?, ?, ?, ?)",
+                        [(r["id"], r["title"], r["access_grade"],
+                          json.dumps(r, ensure_ascii=False, sort_keys=True)) for r in records])
+        con.commit()
+
+
+def _check(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        result = con.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        raise StoreError(f"GeoPackage failed its integrity check: {result}", path=str(path))
+
+
+def block_windows(shape: tuple[int, int], size: int = 1024):
+    """Row/col offsets and shapes of blocks tiling a grid."""
+    rows, cols = shape
+    for r in range(0, rows, size):
+        for c in range(0, cols, size):
+            yield r, c, min(size, rows - r), min(size, cols - c)
+
+
+__all__ = ["GeoPackageStore", "block_windows"]
