@@ -63,7 +63,8 @@ def validate_layer(layer: SourceLayer, standard: str | None = None) -> LayerRepo
     report.issues.extend(check_records(std, layer.frame.drop(columns="geometry", errors="ignore")))
     if std.geometry_types:
         report.issues.extend(check_geometry(layer, std.geometry_types, std.id_field))
-    report.issues.sort(key=lambda i: (i.row, i.field != "geometry", i.field or ""))
+    order = {name: i for i, name in enumerate(["geometry", *std.properties])}
+    report.issues.sort(key=lambda i: (i.row, order.get(i.field, -1)))
     return report
 
 
@@ -113,7 +114,7 @@ def check_geometry(layer: SourceLayer, allowed: tuple[str, ...], id_field: str =
 
 
 def _fmt_bounds(geom) -> str:
-    return ", ".join(f"{v:.6g}" for v in shapely.bounds(geom))
+    return ", ".join(f"{v:.10g}" for v in shapely.bounds(geom))
 
 
 def _outside_area(geoms: np.ndarray, ok: np.ndarray, crs: CRS) -> np.ndarray:

@@ -18,7 +18,7 @@ def shared(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
     """The ``shared`` helper as a fixture."""
     return shared

@@ -43,8 +43,8 @@ def make_record(name: str, *, crs: CRS, lineage: str, metadata: dict[str, Any], 
         what = std.title if std else name
     else:
         rows, cols = raster.shape
-        left, top = raster.transform * (0, 0)
-        right, bottom = raster.transform * (cols, rows)
+        left, top = raster.transform @ (0, 0)
+        right, bottom = raster.transform @ (cols, rows)
         bbox = _bbox_wgs84((min(left, right), min(top, bottom), max(left, right),
                             max(top, bottom)), crs)
         count = None

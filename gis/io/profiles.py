@@ -118,8 +118,30 @@ PROFILES = [
 ]
 
 
+def detect_standard(frame: gpd.GeoDataFrame) -> str | None:
+    """The standard a frame already follows: the one with its required fields all present and
+    the most of its fields present, when that is unambiguous and the geometry fits."""
+    import standards
+
+    columns = set(frame.columns)
+    geom_types = set(frame.geom_type.dropna().unique()) if len(frame) else set()
+    scores = []
+    for name in standards.FEATURE_STANDARDS:
+        std = standards.load(name)
+        if not set(std.required) <= columns:
+            continue
+        if geom_types and not geom_types & set(std.geometry_types):
+            continue
+        scores.append((len(columns & set(std.properties)), name))
+    scores.sort(reverse=True)
+    if not scores or (len(scores) > 1 and scores[0][0] == scores[1][0]):
+        return None
+    return scores[0][1]
+
+
 def apply_profile(layer: SourceLayer) -> SourceLayer:
-    """Map a layer of a known source onto its standard (unchanged when no profile matches)."""
+    """Map a layer of a known source onto its standard; a layer already in a standard's form
+    gets that standard; anything else is returned unchanged (standard None)."""
     if layer.standard is not None:
         return layer
     columns = set(layer.frame.columns)
@@ -129,4 +151,5 @@ def apply_profile(layer: SourceLayer) -> SourceLayer:
             return SourceLayer(path=layer.path, name=layer.name, frame=frame,
                                standard=profile.standard, field_sources=sources,
                                extras=layer.extras, skipped=layer.skipped)
+    layer.standard = detect_standard(layer.frame)
     return layer

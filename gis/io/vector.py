@@ -79,11 +79,7 @@ def _read_layer(path: str, layer: str) -> SourceLayer:
 
 def _csv_options(path: str) -> dict:
     """Open options for a CSV with coordinate columns (types detected, not all strings)."""
-    try:
-        header = Path(path).open(encoding="utf-8-sig").readline()
-    except OSError as err:
-        raise MalformedFileError(str(err), path=path) from err
-    cols = [c.strip().strip('"') for c in header.strip().split(",")]
+    cols = _csv_header(path)
     lower = {c.lower(): c for c in cols}
     xcol = next((lower[c.lower()] for c in CSV_X if c.lower() in lower), None)
     ycol = next((lower[c.lower()] for c in CSV_Y if c.lower() in lower), None)
@@ -96,18 +92,24 @@ def _csv_options(path: str) -> dict:
             f"CSV has no coordinate columns (looked for {'/'.join(CSV_X)} and {'/'.join(CSV_Y)}, or wkt)",
             path=path)
     opts["AUTODETECT_TYPE"] = "YES"
-    # Lon/lat columns are WGS84 by convention; anything else needs --crs.
-    kwargs = {"open_options": opts}
-    return kwargs
+    return opts  # pyogrio passes unknown keywords to GDAL as open options
 
 
 def csv_default_crs(path: str) -> str | None:
     """EPSG:4326 when a CSV's coordinate columns are named lon/lat, else None."""
-    header = Path(path).open(encoding="utf-8-sig").readline().lower()
-    names = {c.strip().strip('"') for c in header.strip().split(",")}
+    names = {c.lower() for c in _csv_header(path)}
     if names & {"lon", "longitude", "lng"} and names & {"lat", "latitude"}:
         return "EPSG:4326"
     return None
+
+
+def _csv_header(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            header = fh.readline()
+    except (OSError, UnicodeDecodeError) as err:
+        raise MalformedFileError(f"cannot read CSV header: {err}", path=path) from err
+    return [c.strip().strip('"') for c in header.strip().split(",")]
 
 
 def _read_parquet(path: str) -> SourceLayer:
