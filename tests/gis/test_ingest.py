@@ -25,6 +25,7 @@ from gis.cli.main import cli
 from gis.errors import CRSError, StoreError
 from gis.etl.ingest import IngestValidationError, SourceSpec, ingest
 from gis.store import open_store
+from tests_helpers import buildings_frame
 
 
 def _sha(path) -> str:
@@ -32,20 +33,7 @@ def _sha(path) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def _buildings(n=5, crs="EPSG:3826", **over) -> gpd.GeoDataFrame:
-    rows = []
-    for i in range(n):
-        rows.append(dict(id=f"b{i}", name=f"名稱 {i}" if i % 2 else None, height=3.5 + i,
-                         storeys=i + 1, storey_height=3.0, ground_elevation=10.25 * i,
-                         roof_type=["flat", "gable", "hip", "pyramid", "shed"][i % 5],
-                         roof_height=0.0 if i % 5 == 0 else 2.5, ridge_direction=float(i * 30),
-                         usage="residential", year_built=1950 + i, structure="RC", lod=1,
-                         source="test", lineage="made in a test",
-                         geometry=shapely.box(250000 + 50 * i, 2742000, 250020 + 50 * i, 2742015)))
-    frame = gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:3826").to_crs(crs)
-    for k, v in over.items():
-        frame[k] = v
-    return frame
+_buildings = buildings_frame
 
 
 def test_round_trip_is_lossless(tmp_path):
