@@ -10,7 +10,7 @@ DEMO_SIZE ?= small
 SEED ?= 42
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean docs lint
+.PHONY: demo demo-real test install clean docs
 
 install: $(STAMP)
 
@@ -39,3 +39,9 @@ docs: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache
+
+REAL_DIR ?= build/real
+demo-real: $(STAMP)
+	@test -d ../shared/data || { echo "../shared/data is absent: use make demo"; exit 1; }
+	$(NGIS) ingest --store $(REAL_DIR)/basemap.gpkg --manifest examples/shared-data.yml
+	$(NGIS) catalog list --store $(REAL_DIR)/basemap.gpkg

@@ -47,6 +47,8 @@ class SourceSpec:
         source_layer: One layer of a multi-layer source (default: all).
         crs: The source CRS, overriding the file's.
         kind: ``vector`` or ``dem`` (default: from the file).
+        target_crs: CRS of this source's store layer (default: the ingest's, EPSG:3826); lets
+            one store hold Taiwanese layers in TWD97 and, say, PLATEAU layers in JGD2011.
         metadata: Catalogue fields to set (title, abstract, access_grade, charge_class, licence...).
     """
 
@@ -56,6 +58,7 @@ class SourceSpec:
     source_layer: str | None = None
     crs: str | None = None
     kind: str | None = None
+    target_crs: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,11 +129,12 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
         IngestValidationError: Records break the standards (and ``skip_invalid`` is off).
         DataError, CRSError: A source is unreadable or in the wrong place.
     """
-    target = parse_crs(target_crs)
+    default_target = parse_crs(target_crs)
     pending: dict[str, dict[str, Any]] = {}
     rasters: list[tuple[SourceSpec, RasterLayer, dict]] = []
     failed: list[LayerReport] = []
     for spec in specs:
+        target = parse_crs(spec.target_crs) if spec.target_crs else default_target
         if spec.kind == "dem" or (spec.kind is None and is_raster_path(spec.path)):
             rasters.append(_prepare_dem(spec, target))
         else:
@@ -141,10 +145,14 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
                 name = spec.layer or standards.load(report.standard).layer or lyr.name
                 slot = pending.setdefault(name, {"frames": [], "extras": {}, "specs": [],
                                                  "standard": report.standard, "rejected": 0,
-                                                 "files": []})
+                                                 "files": [], "crs": target})
                 if slot["standard"] != report.standard:
                     raise DataError(f"layer {name!r} gets both {slot['standard']} and "
                                     f"{report.standard} records", path=spec.path)
+                if slot["crs"] != target:
+                    raise CRSError(f"layer {name!r} gets sources for two CRSs "
+                                   f"({slot['crs'].to_string()} and {target.to_string()})",
+                                   path=spec.path)
                 slot["frames"].append(frame)
                 slot["specs"].append(spec)
                 slot["rejected"] += report.bad_records
@@ -159,6 +167,7 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
     vectors, records, summaries = [], [], []
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     for name, slot in pending.items():
+        target = slot["crs"]
         frame = conform(pd.concat(slot["frames"], ignore_index=True), slot["standard"])
         frame = gpd.GeoDataFrame(frame, geometry="geometry", crs=target)
         vectors.append(VectorLayer(name, frame, slot["standard"]))
@@ -171,14 +180,15 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
                                    lineage=lineage, metadata=meta, when=now))
         summaries.append(LayerSummary(name, "vector", len(frame), slot["rejected"],
                                       [s.path for s in slot["specs"]]))
-    for spec, raster, _ in rasters:
+    for _spec, raster, _ in rasters:
         summaries.append(LayerSummary(raster.name, "dem", raster.shape[0] * raster.shape[1], 0,
                                       [spec.path]))
 
     def all_records():  # raster statistics exist once the store has written the blocks
         return records + [
-            make_record(raster.name, raster=raster, crs=target, metadata=spec.metadata, when=now,
-                        lineage=_lineage([info["file"]], None, target, 0, info.get("note")))
+            make_record(raster.name, raster=raster, crs=raster.crs, metadata=spec.metadata,
+                        when=now, lineage=_lineage([info["file"]], None, raster.crs, 0,
+                                                   info.get("note")))
             for spec, raster, info in rasters]
 
     open_store(store_uri).write(vectors, [r for _, r, _ in rasters], all_records)

@@ -37,7 +37,8 @@ def parse_crs(text: str | None) -> CRS | None:
 def _sniff_xml(path: str) -> str | None:
     with open(path, "rb") as fh:
         head = fh.read(1 << 20)
-    if not head.lstrip().startswith(b"<"):
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not head.startswith(b"<"):
         return None
     if b"citygml" not in head and b"CityModel" not in head:
         return "xml"
