@@ -49,6 +49,7 @@ class SourceSpec:
         kind: ``vector`` or ``dem`` (default: from the file).
         target_crs: CRS of this source's store layer (default: the ingest's, EPSG:3826); lets
             one store hold Taiwanese layers in TWD97 and, say, PLATEAU layers in JGD2011.
+        skip_invalid: Leave this source's invalid records out (default: the ingest's setting).
         metadata: Catalogue fields to set (title, abstract, access_grade, charge_class, licence...).
     """
 
@@ -59,6 +60,7 @@ class SourceSpec:
     crs: str | None = None
     kind: str | None = None
     target_crs: str | None = None
+    skip_invalid: bool | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,8 +140,9 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
         if spec.kind == "dem" or (spec.kind is None and is_raster_path(spec.path)):
             rasters.append(_prepare_dem(spec, target))
         else:
-            for lyr, report, frame in _prepare_vector(spec, target, skip_invalid):
-                if report.issues and not skip_invalid:
+            skip = skip_invalid if spec.skip_invalid is None else spec.skip_invalid
+            for lyr, report, frame in _prepare_vector(spec, target, skip):
+                if report.issues and not skip:
                     failed.append(report)
                     continue
                 name = spec.layer or standards.load(report.standard).layer or lyr.name

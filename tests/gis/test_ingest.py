@@ -311,3 +311,29 @@ def test_cli_ingest_and_catalog(tmp_path):
     assert r.exit_code == 1 and "no layer 'roads'" in r.stderr
     r = CliRunner().invoke(cli, ["ingest", "--store", store])
     assert r.exit_code == 2
+
+
+def test_all_real_sources_into_one_store(tmp_path, shared_data):
+    """The foundation's done-when: Hsinchu buildings, PLATEAU LOD2 buildings and pipes, the
+    freeway network and the SW Taiwan DEM in one store (examples/shared-data.yml)."""
+    shared_data("plateau-utility-network")
+    from pathlib import Path
+
+    manifest = Path(__file__).resolve().parents[2] / "examples" / "shared-data.yml"
+    store = str(tmp_path / "all.gpkg")
+    r = CliRunner().invoke(cli, ["-q", "ingest", "--store", store, "--manifest", str(manifest)])
+    assert r.exit_code == 0, r.output
+    s = open_store(store)
+    assert s.layers() == ["building_points", "buildings", "dem", "plateau_buildings",
+                          "plateau_buildings_surfaces", "plateau_pipelines", "rail", "roads"]
+    counts = {rec["id"]: rec["feature_count"] for rec in s.catalog()}
+    assert counts["plateau_buildings"] == 13 + 8
+    # 11 pipes and cables in the sample; 3 have no depth at all and are left out, with a note.
+    assert counts["plateau_pipelines"] == 8
+    assert "3 invalid record(s) left out" in s.record("plateau_pipelines")["lineage"]
+    plateau = s.read("plateau_buildings")
+    assert plateau.crs.to_epsg() == 6677 and s.read("buildings").crs.to_epsg() == 3826
+    # Japan Plane Rectangular CS IX: Yokosuka and Tokyo lie some tens of km from its origin.
+    assert plateau.total_bounds[0] > -60000 and plateau.total_bounds[2] < 60000
+    surfaces = s.read("plateau_buildings_surfaces")
+    assert surfaces.has_z.all() and set(surfaces["building_id"]) <= set(plateau["id"])
