@@ -74,7 +74,24 @@ def _read_layer(path: str, layer: str) -> SourceLayer:
         raise _open_error(path, err) from err
     if not isinstance(frame, gpd.GeoDataFrame):
         frame = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([None] * len(frame)))
+    if ".shp" in path.lower() or path.lower().endswith(".zip"):
+        frame = frame.rename(columns=_untruncate(frame.columns))
     return SourceLayer(path=path, name=layer, frame=frame)
+
+
+def _untruncate(columns) -> dict[str, str]:
+    """Shapefile (DBF) names are cut to 10 characters: map ``storey_hei`` back to
+    ``storey_height`` when exactly one standard field name starts with it."""
+    import standards
+
+    fields = {f for name in standards.FEATURE_STANDARDS for f in standards.load(name).properties}
+    out = {}
+    for col in columns:
+        if len(col) == 10 and col not in fields:
+            matches = {f for f in fields if f.startswith(col)}
+            if len(matches) == 1:
+                out[col] = matches.pop()
+    return out
 
 
 def _csv_options(path: str) -> dict:
