@@ -39,12 +39,15 @@ def lattice_hash(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
     Returns:
         uint64 array of the broadcast shape.
     """
-    h = (np.asarray(ix, dtype=np.int64).astype(np.uint64) * _M1) ^ (
-        np.asarray(iy, dtype=np.int64).astype(np.uint64) * _M2)
+    shape = np.broadcast(ix, iy).shape
+    # At least 1-D: numpy wraps uint64 overflow silently for arrays but warns for scalars.
+    ix = np.atleast_1d(np.asarray(ix, dtype=np.int64)).astype(np.uint64)
+    iy = np.atleast_1d(np.asarray(iy, dtype=np.int64)).astype(np.uint64)
+    h = (ix * _M1) ^ (iy * _M2)
     h = h ^ np.uint64(salt)
     h = (h ^ (h >> _S30)) * _M3
     h = (h ^ (h >> _S27)) * _M4
-    return h ^ (h >> _S31)
+    return (h ^ (h >> _S31)).reshape(shape)
 
 
 def _gradients(ix: np.ndarray, iy: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +59,8 @@ def _fade(t: np.ndarray) -> np.ndarray:
     return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 
 
-def gradient_noise_grid(xs: np.ndarray, ys: np.ndarray, wavelength: float, offset: tuple[float, float],
-                        salt: int) -> np.ndarray:
+def gradient_noise_grid(xs: np.ndarray, ys: np.ndarray, wavelength: float,
+                        offset: tuple[float, float], salt: int) -> np.ndarray:
     """Gradient noise on the grid ``ys x xs`` (rows x columns), roughly in [-0.7, 0.7].
 
     Args:
@@ -94,8 +97,8 @@ def gradient_noise_grid(xs: np.ndarray, ys: np.ndarray, wavelength: float, offse
     return (1.0 - wy)[:, None] * lo + wy[:, None] * hi
 
 
-def gradient_noise_points(x: np.ndarray, y: np.ndarray, wavelength: float, offset: tuple[float, float],
-                          salt: int) -> np.ndarray:
+def gradient_noise_points(x: np.ndarray, y: np.ndarray, wavelength: float,
+                          offset: tuple[float, float], salt: int) -> np.ndarray:
     """Gradient noise at scattered points; the same arithmetic as :func:`gradient_noise_grid`.
 
     Args:

@@ -71,14 +71,14 @@ def region_spec(size: str, scale: float = 1.0) -> RegionSpec:
         NgisError: Unknown size or a scale that leaves no district.
     """
     if size == "small":
-        return RegionSpec("small", 4000.0, 10.0, 760.0, False, 512, (3, 5))
+        return RegionSpec("small", 4000.0, 10.0, 900.0, False, 512, (3, 5))
     if size == "city":
-        return RegionSpec("city", 20000.0, 10.0, 620.0, False, 1024, (0, 2), main_town_boost=2.2)
+        return RegionSpec("city", 20000.0, 10.0, 1000.0, False, 1024, (0, 2), main_town_boost=1.8)
     if size == "national":
         districts = int(np.floor(100000.0 * scale / DISTRICT + 0.5))
         if districts < 1:
             raise NgisError(f"scale {scale} leaves no {DISTRICT:.0f} m district")
-        return RegionSpec("national", districts * DISTRICT, 10.0, 780.0, True, 1024, (0, 2),
+        return RegionSpec("national", districts * DISTRICT, 10.0, 1100.0, True, 512, (0, 2),
                           main_town_boost=1.5)
     raise NgisError(f"unknown size {size!r}; expected one of {', '.join(SIZE_NAMES)}")
 

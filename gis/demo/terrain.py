@@ -21,15 +21,16 @@ above the cell it was reached from to one float32 ulp above it. Working on the b
 positive float32 values (ordered like the values) makes "one ulp" exact. Afterwards every
 interior cell has a strictly lower neighbour, so steepest descent from any cell reaches the
 border. The fill is global and exact: for ``national`` the raw surface is computed window by
-window into a disk-backed memory map (400 MB at 10,000 x 10,000), flooded in place (numba, O(n log n)),
-then written window by window into the tiled GeoTIFF; nothing else holds the whole grid.
+window into a disk-backed memory map (400 MB at 10,000 x 10,000), flooded in place (numba,
+O(n log n)), then written window by window into the tiled GeoTIFF; nothing else holds the whole
+grid.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numba
@@ -117,9 +118,9 @@ class TerrainModel:
                 base=miny + band * (k + 0.5 + rng.uniform(-0.06, 0.06)),
                 a1=band * rng.uniform(0.07, 0.12), l1=width * rng.uniform(0.7, 1.1),
                 p1=rng.uniform(0.0, 2.0 * np.pi),
-                a2=band * rng.uniform(0.02, 0.035),
-                l2=float(np.clip(width * 0.2, 700.0, 4000.0)) * rng.uniform(0.8, 1.2),
+                a2=0.0, l2=float(np.clip(width * 0.2, 700.0, 4000.0)) * rng.uniform(0.8, 1.2),
                 p2=rng.uniform(0.0, 2.0 * np.pi)))
+            rivers[-1] = replace(rivers[-1], a2=rivers[-1].l2 * rng.uniform(0.04, 0.07))
         octaves = []
         wavelength = min(width / 2.0, 16000.0)
         amp = 1.0
@@ -163,7 +164,10 @@ class TerrainModel:
         best = None
         which = None
         for river in self.rivers:
-            d = np.abs(y - river.centre_y(x)) / np.sqrt(1.0 + river.slope(x) ** 2)
+            # Perpendicular distance near the river (|dy| cos(angle)), blending into the smooth
+            # vertical distance further out, where the local slope of the meanders is meaningless.
+            dy = np.abs(y - river.centre_y(x))
+            d = dy / np.sqrt(1.0 + river.slope(x) ** 2 * np.exp(-(dy / 250.0) ** 2))
             if best is None:
                 best, which = d, np.zeros(np.shape(d), dtype=np.int64)
             else:
@@ -189,7 +193,7 @@ class TerrainModel:
         cd = self.channel_depth(x)
         z_out = 2.0 + self.channel_depth(np.asarray(minx))
         z_src = 0.25 * self.relief
-        valley = z_out + (z_src - z_out) * u ** 1.6
+        valley = z_out + (z_src - z_out) * np.clip(u, 0.0, 1.0) ** 1.6
         floor = valley + 0.004 * d + 1.5 * fbm * np.clip(d / 200.0, 0.0, 1.0)
         t = np.clip((d - self.floor_half * (1.0 - 0.7 * u)) / (1.2 * self.floor_half), 0.0, 1.0)
         w = t * t * (3.0 - 2.0 * t)
@@ -401,7 +405,7 @@ def build_dem(model: TerrainModel, spec: RegionSpec, path: Path, scratch: Path,
         dem = np.empty((rows, cols), dtype=np.float32)
     transform = dem_transform(spec)
     for win in windows(spec):
-        left, top = transform * (win.col_off, win.row_off)
+        left, top = transform @ (win.col_off, win.row_off)
         dem[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width] = \
             model.window(left, top, win.width, win.height, spec.cell)
         tick()
