@@ -27,8 +27,10 @@ demo: $(STAMP)
 	$(NGIS) demo-data --out $(DEMO_DIR)/source --size $(DEMO_SIZE) --seed $(SEED)
 	$(NGIS) ingest --store $(DEMO_DIR)/basemap.gpkg --manifest $(DEMO_DIR)/source/manifest.json
 	$(NGIS) catalog list --store $(DEMO_DIR)/basemap.gpkg
+	$(NGIS) preview --store $(DEMO_DIR)/basemap.gpkg --out $(DEMO_DIR)/preview.png
 	@echo
 	@echo "Base map store: $(DEMO_DIR)/basemap.gpkg (open it in QGIS, or: $(NGIS) catalog show --store $(DEMO_DIR)/basemap.gpkg buildings)"
+	@echo "Picture:        $(DEMO_DIR)/preview.png"
 	@echo "Source data:    $(DEMO_DIR)/source"
 
 test: $(STAMP)
@@ -45,3 +47,4 @@ demo-real: $(STAMP)
 	@test -d ../shared/data || { echo "../shared/data is absent: use make demo"; exit 1; }
 	$(NGIS) ingest --store $(REAL_DIR)/basemap.gpkg --manifest examples/shared-data.yml
 	$(NGIS) catalog list --store $(REAL_DIR)/basemap.gpkg
+	$(NGIS) preview --store $(REAL_DIR)/basemap.gpkg --out $(REAL_DIR)/preview.png

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "demo-data": "gis.cli.demo_data",
     "catalog": "gis.cli.catalog",
     "standards": "gis.cli.standards",
+    "preview": "gis.cli.preview",
 }
 
 
