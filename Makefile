@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NGIS := $(VENV)/bin/ngis
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
 DEMO_DIR ?= build/demo
 DEMO_SIZE ?= small
 SEED ?= 42
@@ -12,7 +13,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo demo-real test install clean docs
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 # Re-run only when the dependency declarations change: fast when already done.
 $(STAMP): pyproject.toml constraints.txt
@@ -21,6 +22,12 @@ $(STAMP): pyproject.toml constraints.txt
 	  echo "creating $(VENV) with $$py"; "$$py" -m venv "$(VENV)"; fi
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --config-settings editable_mode=compat -e '.[test]'
+	@touch $@
+
+# Node tools (glTF validator, 3d-tiles-tools, CesiumJS), pinned by package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm is needed (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: $(STAMP)
@@ -33,7 +40,7 @@ demo: $(STAMP)
 	@echo "Picture:        $(DEMO_DIR)/preview.png"
 	@echo "Source data:    $(DEMO_DIR)/source"
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 docs: $(STAMP)
