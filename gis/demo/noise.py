@@ -59,6 +59,15 @@ def _fade(t: np.ndarray) -> np.ndarray:
     return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 
 
+def _lattice(x, y, wavelength: float, offset: tuple[float, float]):
+    """Lattice cell (ix, iy) and position inside it (fx, fy) of coordinates."""
+    u = (np.asarray(x, dtype=np.float64) - offset[0]) / wavelength
+    v = (np.asarray(y, dtype=np.float64) - offset[1]) / wavelength
+    ix = np.floor(u)
+    iy = np.floor(v)
+    return ix.astype(np.int64), iy.astype(np.int64), u - ix, v - iy
+
+
 def gradient_noise_grid(xs: np.ndarray, ys: np.ndarray, wavelength: float,
                         offset: tuple[float, float], salt: int) -> np.ndarray:
     """Gradient noise on the grid ``ys x xs`` (rows x columns), roughly in [-0.7, 0.7].
@@ -73,14 +82,7 @@ def gradient_noise_grid(xs: np.ndarray, ys: np.ndarray, wavelength: float,
     Returns:
         float64 array of shape ``(len(ys), len(xs))``.
     """
-    u = (np.asarray(xs, dtype=np.float64) - offset[0]) / wavelength
-    v = (np.asarray(ys, dtype=np.float64) - offset[1]) / wavelength
-    ix = np.floor(u)
-    iy = np.floor(v)
-    fx = u - ix
-    fy = v - iy
-    ix = ix.astype(np.int64)
-    iy = iy.astype(np.int64)
+    ix, iy, fx, fy = _lattice(xs, ys, wavelength, offset)
     lat_x = np.arange(ix.min(), ix.max() + 2)
     lat_y = np.arange(iy.min(), iy.max() + 2)
     gx, gy = _gradients(lat_x[None, :], lat_y[:, None], salt)
@@ -111,14 +113,7 @@ def gradient_noise_points(x: np.ndarray, y: np.ndarray, wavelength: float,
     Returns:
         float64 array shaped like ``x``.
     """
-    u = (np.asarray(x, dtype=np.float64) - offset[0]) / wavelength
-    v = (np.asarray(y, dtype=np.float64) - offset[1]) / wavelength
-    ix = np.floor(u)
-    iy = np.floor(v)
-    fx = u - ix
-    fy = v - iy
-    ix = ix.astype(np.int64)
-    iy = iy.astype(np.int64)
+    ix, iy, fx, fy = _lattice(x, y, wavelength, offset)
     gx00, gy00 = _gradients(ix, iy, salt)
     gx10, gy10 = _gradients(ix + 1, iy, salt)
     gx01, gy01 = _gradients(ix, iy + 1, salt)

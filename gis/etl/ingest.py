@@ -24,8 +24,7 @@ from gis import __version__
 from gis.errors import CRSError, DataError, NgisError
 from gis.etl.catalog import make_record
 from gis.io import parse_crs, read_source
-from gis.io.dem_stream import iter_blocks, open_dem
-from gis.io.raster import is_raster_path
+from gis.io.raster import is_raster_path, iter_blocks, open_dem
 from gis.store import RasterLayer, VectorLayer, open_store
 from gis.store.base import conform
 from gis.validate import LayerReport, validate_layer

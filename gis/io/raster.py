@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,10 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pyproj import CRS
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from gis.errors import CRSError, MalformedFileError, UnknownFormatError
 
@@ -88,40 +93,25 @@ def dem_gdal_path(path: str | os.PathLike) -> str:
 
 
 def read_dem(path: str | os.PathLike, crs: str | None = None) -> DemSource:
-    """Read a single-band DEM.
+    """Read a whole single-band DEM into memory (see :func:`open_dem` for streaming).
 
-    netCDF grids without a CRS tag (GMT writes none) are taken as EPSG:4326 when their axes are
-    named lon/lat; ``crs`` overrides whatever the file says.
+    netCDF/GMT grids without a CRS tag are taken as EPSG:4326 when their extent fits in degrees
+    (with a warning); ``crs`` overrides whatever the file says.
 
     Raises:
-        MalformedFileError: The file is not a readable raster (truncated, corrupt).
+        MalformedFileError: The file is not a readable raster (truncated, corrupt, no bands,
+            no georeferencing).
         CRSError: No CRS in the file and none given.
     """
-    gpath = dem_gdal_path(path)
-    try:
-        with rasterio.open(gpath) as src:
-            if src.count < 1:
-                raise MalformedFileError("raster has no bands", path=str(path))
-            data = src.read(1, masked=True).astype("float32").filled(np.nan)
-            transform = src.transform
-            file_crs = CRS.from_user_input(src.crs) if src.crs else None
-            if file_crs is None and crs is None and _looks_lonlat(src):
-                log.warning("%s: no CRS in the file; its coordinates look like degrees, so "
-                            "EPSG:4326 is assumed (pass --crs to say otherwise)", path)
-                file_crs = CRS.from_epsg(4326)
-    except RasterioIOError as err:
-        message = str(err).splitlines()[0]
-        if "not recognized" in message:
-            raise UnknownFormatError("unknown format: not a raster GDAL can read",
-                                     path=str(path)) from err
-        raise MalformedFileError(f"cannot read raster: {message}", path=str(path)) from err
-    if crs:
-        file_crs = CRS.from_user_input(crs)
-    if file_crs is None:
-        raise CRSError("DEM has no CRS; pass --crs", path=str(path))
-    if transform.is_identity:
-        raise MalformedFileError("raster has no georeferencing", path=str(path))
-    return DemSource(path=str(path), data=data, transform=transform, crs=file_crs)
+    with open_dem(path, crs) as (ds, src_crs, _):
+        if ds.count < 1:
+            raise MalformedFileError("raster has no bands", path=str(path))
+        if ds.transform.is_identity:
+            raise MalformedFileError("raster has no georeferencing", path=str(path))
+        data = np.full((ds.height, ds.width), np.nan, dtype="float32")
+        for (r, c), block in iter_blocks(ds):
+            data[r:r + block.shape[0], c:c + block.shape[1]] = block
+        return DemSource(path=str(path), data=data, transform=ds.transform, crs=src_crs)
 
 
 def _looks_lonlat(src) -> bool:
@@ -130,3 +120,57 @@ def _looks_lonlat(src) -> bool:
         return False
     left, bottom, right, top = src.bounds
     return -180.5 <= left < right <= 360.5 and -90.5 <= min(bottom, top) < max(bottom, top) <= 90.5
+
+
+@contextlib.contextmanager
+def open_dem(path: str | os.PathLike, crs: str | None = None, target_crs: CRS | None = None,
+             quiet: bool = False):
+    """Open a DEM as a rasterio dataset, warped to ``target_crs`` (bilinear, NaN for no data).
+
+    Yields:
+        (dataset, source CRS, assumed) where ``assumed`` says the source CRS was guessed.
+    """
+    gpath = dem_gdal_path(path)
+    try:
+        src = rasterio.open(gpath)
+    except RasterioIOError as err:
+        message = str(err).splitlines()[0]
+        if "not recognized" in message:
+            raise UnknownFormatError("unknown format: not a raster GDAL can read",
+                                     path=str(path)) from err
+        raise MalformedFileError(f"cannot read raster: {message}", path=str(path)) from err
+    with src:
+        assumed = False
+        src_crs = CRS.from_user_input(crs) if crs else (CRS.from_user_input(src.crs) if src.crs else None)
+        if src_crs is None and _looks_lonlat(src):
+            src_crs, assumed = CRS.from_epsg(4326), True
+            if not quiet:
+                log.warning("%s: no CRS in the file; coordinates look like degrees, "
+                            "EPSG:4326 assumed", path)
+        if src_crs is None:
+            raise CRSError("DEM has no CRS; pass --crs", path=str(path))
+        if target_crs is None or target_crs == src_crs and src.crs is not None:
+            yield src, src_crs, assumed
+            return
+        nodata = src.nodata if src.nodata is not None else np.nan
+        with WarpedVRT(src, src_crs=src_crs.to_wkt(), crs=target_crs.to_wkt(),
+                       resampling=Resampling.bilinear, src_nodata=nodata, nodata=np.nan,
+                       dtype="float32") as vrt:
+            yield vrt, src_crs, assumed
+
+
+def iter_blocks(ds, size: int = 1024) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+    """Read ``ds`` band 1 in blocks as float32 with NaN for no data.
+
+    Raises:
+        MalformedFileError: A block cannot be read (a corrupt or truncated file).
+    """
+    for r in range(0, ds.height, size):
+        for c in range(0, ds.width, size):
+            window = Window(c, r, min(size, ds.width - c), min(size, ds.height - r))
+            try:
+                block = ds.read(1, window=window, masked=True)
+            except RasterioIOError as err:
+                raise MalformedFileError(f"cannot read raster block at row {r}, column {c}: "
+                                         f"{str(err).splitlines()[0]}", path=ds.name) from err
+            yield (r, c), block.astype("float32").filled(np.nan)
