@@ -11,7 +11,7 @@ DEMO_SIZE ?= small
 SEED ?= 42
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-real test install clean docs
+.PHONY: demo demo-real test install clean docs bench
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -55,3 +55,7 @@ demo-real: $(STAMP)
 	$(NGIS) ingest --store $(REAL_DIR)/basemap.gpkg --manifest examples/shared-data.yml
 	$(NGIS) catalog list --store $(REAL_DIR)/basemap.gpkg
 	$(NGIS) preview --store $(REAL_DIR)/basemap.gpkg --out $(REAL_DIR)/preview.png
+
+# Benchmarks print ratios against a peer run in the same process (see bench/*.py).
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
