@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import shutil
 import threading
 import time
@@ -73,10 +74,17 @@ def viewer_mounts(**tilesets: Path) -> dict[str, Path]:
     """Mounts for the viewer, CesiumJS and the given tilesets (name -> folder)."""
     cesium = ROOT / "node_modules" / "cesium" / "Build" / "Cesium"
     if not cesium.is_dir():
-        pytest.skip("CesiumJS not installed (make install runs npm ci)")
+        _skip("CesiumJS not installed (make install runs npm ci)")
     mounts = {"/cesium/": cesium, "/viewer/": ROOT / "viewer"}
     mounts.update({f"/tiles/{name}/": folder for name, folder in tilesets.items()})
     return mounts
+
+
+def _skip(reason: str) -> None:
+    """Skip, unless CI requires the browser tests (NGIS_REQUIRE_BROWSER=1): then fail."""
+    if os.environ.get("NGIS_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @functools.cache
@@ -92,7 +100,7 @@ def _playwright_available() -> bool:
 def browser_page(width: int = 1024, height: int = 768):
     """A Playwright page in Debian's Chromium; records console errors and outside requests."""
     if not _playwright_available():
-        pytest.skip("needs Python playwright and Debian's chromium (.ci/run installs both)")
+        _skip("needs Python playwright and Debian's chromium (.ci/run installs both)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
