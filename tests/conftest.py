@@ -57,3 +57,15 @@ def postgis_store_url(postgis_url, request):
     with con.cursor() as cur:
         cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     con.close()
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory):
+    """A generated small region ingested into a GeoPackage store (built once per session)."""
+    from gis.demo import generate_region
+    from gis.etl.ingest import ingest, load_manifest
+
+    d = tmp_path_factory.mktemp("demo")
+    generate_region(d / "source", seed=42, size="small")
+    ingest(str(d / "basemap.gpkg"), load_manifest(d / "source" / "manifest.json"))
+    return d / "basemap.gpkg"

@@ -13,7 +13,7 @@ def buildings_frame(n: int = 5, crs: str = "EPSG:3826", **over) -> gpd.GeoDataFr
         rows.append(dict(id=f"b{i}", name=f"名稱 {i}" if i % 2 else None, height=3.5 + i,
                          storeys=i + 1, storey_height=3.0, ground_elevation=10.25 * i,
                          roof_type=["flat", "gable", "hip", "pyramid", "shed"][i % 5],
-                         roof_height=0.0 if i % 5 == 0 else 2.5, ridge_direction=float(i * 30),
+                         roof_height=0.0 if i % 5 == 0 else 2.5, ridge_direction=float((i * 30) % 180),
                          usage="residential", year_built=1950 + i, structure="RC", lod=1,
                          source="test", lineage="made in a test",
                          geometry=shapely.box(250000 + 50 * i, 2742000, 250020 + 50 * i, 2742015)))

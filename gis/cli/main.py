@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "catalog": "gis.cli.catalog",
     "standards": "gis.cli.standards",
     "preview": "gis.cli.preview",
+    "tiles": "gis.cli.tiles",
 }
 
 
