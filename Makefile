@@ -30,15 +30,24 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-demo: $(STAMP)
+DEMO_SERVE ?= 1
+DEMO_PORT ?= 8765
+demo: $(STAMP) $(NODE_STAMP)
 	$(NGIS) demo-data --out $(DEMO_DIR)/source --size $(DEMO_SIZE) --seed $(SEED)
 	$(NGIS) ingest --store $(DEMO_DIR)/basemap.gpkg --manifest $(DEMO_DIR)/source/manifest.json
 	$(NGIS) catalog list --store $(DEMO_DIR)/basemap.gpkg
 	$(NGIS) preview --store $(DEMO_DIR)/basemap.gpkg --out $(DEMO_DIR)/preview.png
+	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer buildings --lod 2 --out $(DEMO_DIR)/tiles/buildings
+	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer roads --out $(DEMO_DIR)/tiles/roads
+	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer rail --out $(DEMO_DIR)/tiles/rail
+	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer pipelines --out $(DEMO_DIR)/tiles/pipelines
 	@echo
 	@echo "Base map store: $(DEMO_DIR)/basemap.gpkg (open it in QGIS, or: $(NGIS) catalog show --store $(DEMO_DIR)/basemap.gpkg buildings)"
 	@echo "Picture:        $(DEMO_DIR)/preview.png"
-	@echo "Source data:    $(DEMO_DIR)/source"
+	@echo "3D Tiles:       $(DEMO_DIR)/tiles/{buildings,roads,rail,pipelines}/tileset.json"
+	@if [ "$(DEMO_SERVE)" = "1" ]; then \
+	  $(NGIS) view --port $(DEMO_PORT) $(DEMO_DIR)/tiles/buildings $(DEMO_DIR)/tiles/roads $(DEMO_DIR)/tiles/rail $(DEMO_DIR)/tiles/pipelines; \
+	else echo "Viewer:         $(NGIS) view $(DEMO_DIR)/tiles/*"; fi
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

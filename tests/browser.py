@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.server
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,61 +21,22 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
          "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-TYPES = {".glb": "model/gltf-binary", ".b3dm": "application/octet-stream",
-         ".subtree": "application/octet-stream", ".json": "application/json",
-         ".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves URL prefixes from folders: {"/cesium/": dir, "/viewer/": dir, "/tiles/x/": dir}."""
-
-    mounts: dict[str, Path] = {}
-
-    def translate_path(self, path: str) -> str:
-        path = urlsplit(path).path
-        for prefix, folder in sorted(self.mounts.items(), key=lambda kv: -len(kv[0])):
-            if path.startswith(prefix):
-                return str(folder / path[len(prefix):])
-        return str(ROOT / "nonexistent")
-
-    def guess_type(self, path):
-        return TYPES.get(Path(str(path)).suffix, super().guess_type(path))
-
-    def end_headers(self):
-        path = urlsplit(self.path).path
-        if path.startswith("/tiles/") and Path(self.translate_path(path)).is_file():
-            with open(self.translate_path(path), "rb") as fh:
-                if fh.read(2) == b"\x1f\x8b":  # gzip at rest: tell the browser
-                    self.send_header("Content-Encoding", "gzip")
-        self.send_header("Access-Control-Allow-Origin", "*")
-        super().end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 @contextlib.contextmanager
-def serve(mounts: dict[str, Path]):
-    """A threaded static server on 127.0.0.1 (free port); yields its base URL."""
-    handler = type("Handler", (_Handler,), {"mounts": {k: Path(v) for k, v in mounts.items()}})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def serve(tilesets: dict[str, Path]):
+    """The viewer server (gis.viewer) on a free loopback port; yields its base URL."""
+    require_cesium()
+    from gis.viewer import serving
+
+    with serving(tilesets) as base:
+        yield base
 
 
-def viewer_mounts(**tilesets: Path) -> dict[str, Path]:
-    """Mounts for the viewer, CesiumJS and the given tilesets (name -> folder)."""
-    cesium = ROOT / "node_modules" / "cesium" / "Build" / "Cesium"
-    if not cesium.is_dir():
+def require_cesium() -> None:
+    """Skip (or fail in CI) when CesiumJS is not installed."""
+    if not (ROOT / "node_modules" / "cesium" / "Build" / "Cesium").is_dir():
         _skip("CesiumJS not installed (make install runs npm ci)")
-    mounts = {"/cesium/": cesium, "/viewer/": ROOT / "viewer"}
-    mounts.update({f"/tiles/{name}/": folder for name, folder in tilesets.items()})
-    return mounts
 
 
 def _skip(reason: str) -> None:

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "standards": "gis.cli.standards",
     "preview": "gis.cli.preview",
     "tiles": "gis.cli.tiles",
+    "view": "gis.cli.view",
 }
 
 

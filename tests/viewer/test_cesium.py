@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from browser import browser_page, serve, viewer_mounts, wait_for_tiles
+from browser import browser_page, serve, wait_for_tiles
 from gis.cli.main import cli
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
@@ -26,11 +26,9 @@ def demo_tiles(demo_store, tmp_path_factory):
 
 
 def test_tilesets_load_and_pick_in_cesium(demo_tiles):
-    mounts = viewer_mounts(**{n: demo_tiles / n for n in ("buildings", "roads", "pipelines")})
-    with serve(mounts) as base, browser_page() as page:
-        query = "&".join(f"tileset=/tiles/{n}/tileset.json"
-                         for n in ("buildings", "roads", "pipelines"))
-        page.goto(f"{base}/viewer/index.html?msaa=1&{query}")
+    names = ("buildings", "roads", "pipelines")
+    with serve({n: demo_tiles / n for n in names}) as base, browser_page() as page:
+        page.goto(f"{base}/viewer/index.html?msaa=1")  # tilesets.json lists the three
         wait_for_tiles(page)
         stats = page.evaluate("""() => window.ngis.tilesets.map(t => ({
             selected: t.statistics.selected, features: t.statistics.numberOfFeaturesLoaded ??
