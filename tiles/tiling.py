@@ -161,7 +161,8 @@ def build_tileset(centroids: np.ndarray, bounds: np.ndarray, crs: str, *,
         weights: Optional per-feature weight (e.g. vertex or byte counts).
         max_weight_per_tile: Optional weight budget per tile (with ``weights``).
         max_depth: Deepest level.
-        max_content_size: Nodes wider than this (m) hold no content of their own.
+        max_content_size: Nodes wider than this (m) hold no content of their own and always
+            split, so every content stays small enough for float32 local coordinates.
 
     Returns:
         The tile tree.
@@ -185,7 +186,8 @@ def build_tileset(centroids: np.ndarray, bounds: np.ndarray, crs: str, *,
 
     def build(level: int, x: int, y: int, idx: np.ndarray) -> Tile:
         cell = side / 2**level
-        if (len(idx) <= max_features_per_tile and w[idx].sum() <= wmax) or level >= max_depth:
+        small = len(idx) <= max_features_per_tile and w[idx].sum() <= wmax
+        if (small and cell <= max_content_size) or level >= max_depth:
             return Tile(level, x, y, np.sort(idx))
         keep = np.zeros(0, np.int64)
         if cell <= max_content_size:

@@ -24,6 +24,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.ops
 from affine import Affine
 from pyproj import CRS
 
@@ -278,7 +279,7 @@ def _dem_window(dem: DemSource, bounds, margin_cells: int = 3) -> tuple[np.ndarr
 # -- the driver ---------------------------------------------------------------------------------
 
 def prepare(frame: gpd.GeoDataFrame, standard: str, dem: DemSource | None,
-            notes: list[str]) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+            notes: list[str]) -> tuple[gpd.GeoDataFrame, np.ndarray, DemSource | None]:
     """Drop what cannot be built (saying so), add internal height columns, and return the frame
     with the per-feature (minx, miny, maxx, maxy, minz, maxz) bounds the tiling needs."""
     kind = standard
@@ -319,11 +320,52 @@ def prepare(frame: gpd.GeoDataFrame, standard: str, dem: DemSource | None,
         z = np.c_[frame["_base"].to_numpy(), frame["_top"].to_numpy()]
     else:
         if dem is None:
-            raise DataError(f"{KINDS[kind]} are draped on the terrain: give a DEM (--dem, or a "
-                            "'dem' layer in the store)")
+            notes.append("no DEM: lines are draped on flat ground at 0 m")
+            dem = flat_dem(frame.total_bounds, frame.crs)
+        frame = split_lines(frame, MAX_PIECE)
+        b2 = frame.bounds.to_numpy()
         z = _line_z_range(frame, kind, dem)
+        outside = ~np.isfinite(z[:, 0])
+        if outside.any():
+            notes.append(f"{int(outside.sum())} line(s) wholly outside the DEM left out")
+            frame, b2, z = frame[~outside].reset_index(drop=True), b2[~outside], z[~outside]
     bounds = np.c_[b2, z]
-    return frame, bounds
+    return frame, bounds, dem
+
+
+#: Longest line piece (m): long roads and pipes are cut so no tile content gets far from its centre.
+MAX_PIECE = 1000.0
+
+
+def split_lines(frame: gpd.GeoDataFrame, max_length: float) -> gpd.GeoDataFrame:
+    """Cut lines longer than ``max_length`` into pieces (each keeps the feature's attributes, so
+    picking any piece shows the same record)."""
+    lengths = frame.length.to_numpy()
+    long_ = np.flatnonzero(lengths > max_length)
+    if not len(long_):
+        return frame
+    pieces, rows = [], []
+    for i in long_:
+        geom = frame.geometry.iloc[i]
+        for part in getattr(geom, "geoms", [geom]):
+            n = max(int(np.ceil(part.length / max_length)), 1)
+            cuts = np.linspace(0, part.length, n + 1)
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+                pieces.append(shapely.ops.substring(part, a, b))
+                rows.append(i)
+    keep = np.setdiff1d(np.arange(len(frame)), long_)
+    cut = frame.iloc[rows].copy()
+    cut.geometry = gpd.GeoSeries(pieces, index=cut.index, crs=frame.crs)
+    return pd.concat([frame.iloc[keep], cut]).sort_index(kind="stable").reset_index(drop=True)
+
+
+def flat_dem(bounds, crs, cell: float = 10.0) -> DemSource:
+    """A DEM of zeros covering ``bounds`` (for draping lines where no terrain is known)."""
+    minx, miny, maxx, maxy = bounds
+    cols = max(int(np.ceil((maxx - minx) / cell)) + 4, 2)
+    rows = max(int(np.ceil((maxy - miny) / cell)) + 4, 2)
+    transform = Affine(cell, 0, minx - 2 * cell, 0, -cell, maxy + 2 * cell)
+    return DemSource("flat", np.zeros((rows, cols), np.float32), transform, CRS.from_user_input(crs))
 
 
 def _line_z_range(frame: gpd.GeoDataFrame, kind: str, dem: DemSource) -> np.ndarray:
@@ -338,16 +380,14 @@ def _line_z_range(frame: gpd.GeoDataFrame, kind: str, dem: DemSource) -> np.ndar
     hi = np.full(n, -np.inf)
     np.minimum.at(lo, idx, np.where(np.isfinite(z), z, np.inf))
     np.maximum.at(hi, idx, np.where(np.isfinite(z), z, -np.inf))
-    missing = ~np.isfinite(lo)
-    if missing.any():
-        raise DataError(f"{int(missing.sum())} line(s) lie wholly outside the DEM "
-                        f"(first: {frame['id'].iloc[np.flatnonzero(missing)[0]]})")
 
     def col(name, default):
         v = pd.to_numeric(frame[name], errors="coerce").to_numpy(float) if name in frame \
             else np.full(n, np.nan)
         return np.where(np.isfinite(v), v, default)
 
+    lo = np.where(np.isfinite(lo), lo, np.nan)
+    hi = np.where(np.isfinite(hi), hi, np.nan)
     if kind == "pipeline":
         depth = col("depth", 0.0) + col("diameter", 1000.0) / 1000.0
         inv = np.fmin(col("invert_start", np.inf), col("invert_end", np.inf))
@@ -393,7 +433,7 @@ def build_tiles(frame: gpd.GeoDataFrame, standard: str, out: str | Path, *,
                         f"{crs_text}: ingest the DEM into the store first")
     t0 = time.perf_counter()
     notes: list[str] = []
-    frame, bounds = prepare(frame, standard, dem, notes)
+    frame, bounds, dem = prepare(frame, standard, dem, notes)
     if frame.empty:
         raise DataError("nothing to build: no feature has usable geometry and heights")
     if options.lod == 2 and surfaces is None and standard == "building" and \
