@@ -59,11 +59,17 @@ clean:
 	rm -rf build .pytest_cache
 
 REAL_DIR ?= build/real
-demo-real: $(STAMP)
+demo-real: $(STAMP) $(NODE_STAMP)
 	@test -d ../shared/data || { echo "../shared/data is absent: use make demo"; exit 1; }
 	$(NGIS) ingest --store $(REAL_DIR)/basemap.gpkg --manifest examples/shared-data.yml
 	$(NGIS) catalog list --store $(REAL_DIR)/basemap.gpkg
 	$(NGIS) preview --store $(REAL_DIR)/basemap.gpkg --out $(REAL_DIR)/preview.png
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer buildings --lod 2 --dem ../shared/data/tw-island-relief15s/tw_relief_15s.nc --out $(REAL_DIR)/tiles/hsinchu
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer roads --out $(REAL_DIR)/tiles/freeways
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer rail --out $(REAL_DIR)/tiles/rail
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_buildings --lod 2 --out $(REAL_DIR)/tiles/plateau
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_pipelines --out $(REAL_DIR)/tiles/plateau_pipes
+	@if [ "$(DEMO_SERVE)" = "1" ]; then $(NGIS) view --port $(DEMO_PORT) $(REAL_DIR)/tiles/*; fi
 
 # Benchmarks print ratios against a peer run in the same process (see bench/*.py).
 bench: $(STAMP)
