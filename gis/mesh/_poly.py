@@ -87,10 +87,10 @@ class Rings:
         rings = _ranges(rs, rc)
         counts = self.ring_count[rings]
         verts = _ranges(self.ring_start[rings], counts)
-        ring_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        return Rings(self.xy[verts], ring_start, counts.copy(), np.repeat(np.arange(len(polys)), rc),
-                     np.concatenate([[0], np.cumsum(rc)[:-1]]).astype(np.int64), rc.copy(),
-                     self.poly_feature[polys], self.polys[polys])
+        ring_start = (np.cumsum(counts) - counts).astype(np.int64)
+        return Rings(self.xy[verts], ring_start, counts.copy(),
+                     np.repeat(np.arange(len(polys)), rc), (np.cumsum(rc) - rc).astype(np.int64),
+                     rc.copy(), self.poly_feature[polys], self.polys[polys])
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -378,26 +378,26 @@ def triangulate_simple_rings(xy: np.ndarray, starts: np.ndarray, counts: np.ndar
     counts = np.asarray(counts, np.int64)
     if not len(starts):
         return np.zeros((0, 3), np.int64)
+    verts = _ranges(starts, counts)  # the rings' vertices, in ring order
     vring = np.repeat(np.arange(len(starts)), counts)
-    pos = np.arange(len(xy)) - starts[vring]
-    nxt = starts[vring] + (pos + 1) % counts[vring]
-    prv = starts[vring] + (pos - 1) % counts[vring]
-    local = xy - xy.min(axis=0) if len(xy) else xy
+    first = np.cumsum(counts) - counts
+    pos = np.arange(len(verts)) - first[vring]
+    nxt = first[vring] + (pos + 1) % counts[vring]
+    prv = first[vring] + (pos - 1) % counts[vring]
+    local = xy[verts] - xy[verts].min(axis=0)
     d0 = local - local[prv]
     d1 = local[nxt] - local
     cross = d0[:, 0] * d1[:, 1] - d0[:, 1] * d1[:, 0]
     size = np.maximum(np.abs(d0).max(axis=1), np.abs(d1).max(axis=1))
     concave = cross < -1e-12 * size * size
-    convex = ~np.logical_or.reduceat(concave, starts)
+    convex = ~np.logical_or.reduceat(concave, first)
     out = []
     fan = np.flatnonzero(convex)
     if len(fan):
         s, c = starts[fan], counts[fan]
         # start at the most convex vertex so collinear runs do not give zero-area fans
-        best = np.zeros(len(starts), np.int64)
         order = np.lexsort((-cross, vring))
-        first = np.cumsum(counts) - counts
-        best[:] = pos[order[first]]
+        best = pos[order[first]]
         b = best[fan]
         ring = np.repeat(np.arange(len(fan)), c - 2)
         k = _ranges(np.ones(len(fan), np.int64), c - 2)

@@ -190,19 +190,19 @@ def ribbons(lines: Sequence | np.ndarray, widths: Any, levels: Any, deck_heights
     keep_v = ~np.isin(part, bad_parts)
     zl = np.where(lev == 0, zl + offset, np.where(lev == 1, zc + deck[feat], zc - depth[feat]))
     zr = np.where(lev == 0, zr + offset, zl)
+    left, right, zl, zr, feat, lev, first, last = (
+        a[keep_v] for a in (left, right, zl, zr, feat, lev, first, last))
     codes = np.array([SURFACE_CODES[kind], SURFACE_CODES["bridge_deck"], SURFACE_CODES["tunnel"]],
                      np.uint8)
-    pos = np.empty((nv, 2, 3))
+    pos = np.empty((len(feat), 2, 3))
     pos[:, 0, :2], pos[:, 0, 2] = left, zl
     pos[:, 1, :2], pos[:, 1, 2] = right, zr
-    i = np.flatnonzero(~last & keep_v)
+    i = np.flatnonzero(~last)
     li, ri = 2 * i, 2 * i + 1
     tri = np.stack([li, ri, ri + 2, li, ri + 2, li + 2], axis=1).reshape(-1, 3)
-    top = Mesh(pos.reshape(-1, 3), tri, np.repeat(feat, 2), np.repeat(codes[lev], 2))
-    parts = [top]
-    bridge_v = keep_v & (lev == 1)
-    if bridge_v.any():
-        parts.append(_deck_underside(pos, feat, first, last, bridge_v, deck_thickness,
+    parts = [Mesh(pos.reshape(-1, 3), tri, np.repeat(feat, 2), np.repeat(codes[lev], 2))]
+    if (lev == 1).any():
+        parts.append(_deck_underside(pos, feat, first, last, lev == 1, deck_thickness,
                                      codes[1]))
     finish(report, local)
     return Mesh.concat(parts)

@@ -43,7 +43,7 @@ from gis.mesh._poly import Rings, cap_triangles, earcut_rings, polygon_rings, \
 from gis.mesh.base import Mesh
 from gis.mesh.lod1 import GROUND, ROOF, WALL, cap, per_feature, prism, walls
 from gis.mesh.report import MeshReport, finish
-from gis.mesh.skeleton import STATUS_TEXT, TOP_HOLE, TOP_OUTER, straight_skeleton
+from gis.mesh.skeleton import STATUS_TEXT, TOP_OUTER, straight_skeleton
 
 __all__ = ["lod2_from_attributes", "ROOF_TYPES", "ridge_axes"]
 
@@ -51,6 +51,8 @@ ROOF_TYPES = ("flat", "shed", "gable", "hip", "pyramid", "mansard", "dome")
 FLAT, SHED, GABLE, HIP, PYRAMID, MANSARD, DOME = range(7)
 #: Footprint vertices closer than this (m) are merged before building LOD2 roofs.
 MIN_EDGE = 1e-3
+#: Polygons with more vertices get no straight skeleton (O(n^3): about 1 s at 1,000).
+MAX_SKELETON_VERTICES = 1000
 
 
 def lod2_from_attributes(footprints: Sequence | np.ndarray, base_z: Any, eave_z: Any,
@@ -110,19 +112,19 @@ def lod2_from_attributes(footprints: Sequence | np.ndarray, base_z: Any, eave_z:
                           "star-shaped from its centre: built as hip")
         pk[p] = HIP
     # hip and mansard: straight skeleton, one polygon at a time
-    failed: list[int] = []
+    failed: list[tuple[int, str]] = []
     for kind in (HIP, MANSARD):
         polys = np.flatnonzero(pk == kind)
         if len(polys):
-            mesh, bad = _skeleton_roofs(rings, polys, hb, he, hr, kind, mansard_inset, local)
+            mesh, bad = _skeleton_roofs(rings, polys, hb, he, hr, kind, mansard_inset)
             parts.append(mesh)
             failed.extend(bad)
     if failed:
-        failed_a = np.asarray(failed, np.int64)
+        failed_a = np.asarray([p for p, _ in failed], np.int64)
         centre[failed_a] = star_centres(rings, failed_a)
-        for p in failed_a:
+        for p, why in failed:
             pk[p] = PYRAMID if np.isfinite(centre[p, 0]) else FLAT
-            local.note(pf[p], f"straight skeleton failed: built as {ROOF_TYPES[pk[p]]}")
+            local.note(pf[p], f"straight skeleton failed ({why}): {ROOF_TYPES[pk[p]]} roof")
     polys = np.flatnonzero((pk == FLAT) | (pk == SHED))
     if len(polys):
         parts.append(_planar_roofs(rings, polys, pk, hb, he, hr, az))
@@ -254,11 +256,6 @@ def _star_from(rings: Rings, polys: np.ndarray, centres: np.ndarray) -> np.ndarr
     cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
     ok = cross > 1e-9 * (np.abs(a).sum(axis=1) + np.abs(b).sum(axis=1)) ** 2
     return np.logical_and.reduceat(ok, np.cumsum(c) - c) & np.isfinite(centres[:, 0])
-
-
-def _vertex_values(rings: Rings, per_poly: np.ndarray) -> np.ndarray:
-    """A per-polygon value repeated for each of its vertices."""
-    return per_poly[rings.vertex_poly()]
 
 
 def _across(rings: Rings, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -454,20 +451,27 @@ def _dome_roofs(rings: Rings, polys: np.ndarray, centre: np.ndarray, hb: np.ndar
 
 
 def _skeleton_roofs(rings: Rings, polys: np.ndarray, hb: np.ndarray, he: np.ndarray,
-                    hr: np.ndarray, kind: int, inset: float,
-                    local: MeshReport) -> tuple[Mesh, list[int]]:
-    """Hip and mansard roofs from the straight skeleton; returns the mesh and failed polygons."""
+                    hr: np.ndarray, kind: int,
+                    inset: float) -> tuple[Mesh, list[tuple[int, str]]]:
+    """Hip and mansard roofs from the straight skeleton.
+
+    Returns:
+        The mesh, and ``(polygon, reason)`` of the polygons whose skeleton failed validation.
+    """
     face_xy: list[np.ndarray] = []
     face_z: list[np.ndarray] = []
     face_feat: list[int] = []
     holed: list[tuple[list[np.ndarray], list[np.ndarray], int, float]] = []
     good: list[int] = []
-    failed: list[int] = []
+    failed: list[tuple[int, str]] = []
     for p in polys.tolist():
         v0, v1 = rings.poly_vertex_range(p)
         r0 = rings.poly_ring_start[p]
         counts = rings.ring_count[r0:r0 + rings.poly_ring_count[p]]
         xy = rings.xy[v0:v1]
+        if len(xy) > MAX_SKELETON_VERTICES:
+            failed.append((p, f"{len(xy)} vertices, more than {MAX_SKELETON_VERTICES}"))
+            continue
         rise = hr[p] - he[p]
         stop = inset * rise if kind == MANSARD else np.inf
         sk = straight_skeleton(xy, counts, stop)
@@ -476,8 +480,7 @@ def _skeleton_roofs(rings: Rings, polys: np.ndarray, hb: np.ndarray, he: np.ndar
             stop = 0.8 * float(sk.times[sk.face_nodes].max())
             sk = straight_skeleton(xy, counts, stop)
         if not sk.ok:
-            local.note(rings.poly_feature[p], f"straight skeleton: {STATUS_TEXT[sk.status]}")
-            failed.append(p)
+            failed.append((p, STATUS_TEXT[sk.status]))
             continue
         good.append(p)
         tmax = float(sk.times[sk.face_nodes].max()) if kind == HIP else stop

@@ -123,6 +123,7 @@ def _wavefront(xy, ring_start, ring_count, t_stop, tol):
     n_alive = n
     T = 0.0
     for _ in range(10 * n + 100):
+        # --- find the next event: scan every wavefront edge and every reflex vertex
         if n_alive == 0:
             return OK, node_x[:nn], node_y[:nn], node_t[:nn], arc_a[:na], arc_b[:na], arc_k[:na]
         if nv + 4 > cap or nn + 8 > ncap or na + 8 > ncap:
@@ -132,6 +133,8 @@ def _wavefront(xy, ring_start, ring_count, t_stop, tol):
         best_key = np.inf
         ba = -1
         bb = -1
+        # edge events: u -> w shrinks to nothing (at once when a spike or already ~0 long);
+        # ties go to the shorter edge, and edge events win ties with split events
         for u in range(nv):
             if not alive[u]:
                 continue
@@ -161,6 +164,7 @@ def _wavefront(xy, ring_start, ring_count, t_stop, tol):
                 best_key = key
                 ba = u
                 bb = w
+        # split events: reflex vertex r reaches the current segment u -> w of another edge
         for r in range(nv):
             if not alive[r] or not reflex[r] or spike[r]:
                 continue
@@ -231,8 +235,10 @@ def _wavefront(xy, ring_start, ring_count, t_stop, tol):
                 return (FAIL_EVENTS, node_x[:nn], node_y[:nn], node_t[:nn], arc_a[:na],
                         arc_b[:na], arc_k[:na])
             return OK, node_x[:nn], node_y[:nn], node_t[:nn], arc_a[:na], arc_b[:na], arc_k[:na]
+        # --- process it
         T = max(T, best_t)
         if best_kind == _EDGE:
+            # u and w meet: one vertex between the edges before u and after w replaces them
             u = ba
             w = bb
             ux = vx0[u] + vvx[u] * (T - vt0[u])
@@ -282,6 +288,7 @@ def _wavefront(xy, ring_start, ring_count, t_stop, tol):
             vprev[q] = x
             news = (x, x)
         else:
+            # r splits edge e = u -> w: p -> v1 -> w and u -> v2 -> q (for a hole: joins loops)
             r = ba
             u = bb
             w = vnext[u]
@@ -359,8 +366,8 @@ def _wavefront(xy, ring_start, ring_count, t_stop, tol):
 
 
 @njit(cache=True)
-def _faces(xy, ring_start, ring_count, node_x, node_y, node_t, arc_a, arc_b, arc_k, t_stop,
-           tol_merge, tol_plane):
+def _faces(xy, ring_start, ring_count, node_x, node_y, node_t, arc_a, arc_b, arc_k, tol_merge,
+           tol_plane):
     """Faces of the planar graph of polygon edges, arcs and top edges (see module doc).
 
     Returns status, node representative of each node, face offsets, face node ids, face edge
@@ -618,8 +625,8 @@ def straight_skeleton(xy: np.ndarray, ring_counts: np.ndarray | list[int],
     if status != OK:
         return Skeleton(status, xy, np.zeros(n), np.zeros(1, np.int64), _EMPTY_I, _EMPTY_I,
                         np.zeros((0, 2), np.int64))
-    status, rep, off, fn, fe = _faces(local, starts, counts, x, y, t, a, b, kind, float(t_stop),
-                                      1e-6 * scale, 1e-5 * scale)
+    status, rep, off, fn, fe = _faces(local, starts, counts, x, y, t, a, b, kind, 1e-6 * scale,
+                                      1e-5 * scale)
     nodes = np.empty((len(x), 2))
     nodes[:, 0] = x + origin[0]
     nodes[:, 1] = y + origin[1]

@@ -41,7 +41,7 @@ def newell_normals(xyz: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> n
     ring = np.repeat(np.arange(len(starts)), counts)
     pos = np.arange(len(xyz)) - starts[ring]
     nxt = starts[ring] + (pos + 1) % counts[ring]
-    p = xyz - xyz[starts][ring]
+    p = xyz - xyz[starts[ring]]
     q = p[nxt]
     terms = np.cross(p, q)
     return np.column_stack([np.bincount(ring, terms[:, k], len(starts)) for k in range(3)])
@@ -108,7 +108,7 @@ def triangulate_surfaces(polygons_3d: Sequence | np.ndarray, feature_ids: Any,
         xyz, vring = xyz[~dup], vring[~dup]
     count = np.bincount(vring, minlength=nr)
     start = np.cumsum(count) - count
-    normal = newell_normals(xyz, start, np.maximum(count, 1))
+    normal = newell_normals(xyz, start, count)
     is_ext = np.zeros(nr, bool)
     if nr:
         is_ext[np.concatenate([[0], np.flatnonzero(np.diff(rpart)) + 1])] = True
@@ -175,7 +175,7 @@ def _signed_areas(uv: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.nd
     ring = np.repeat(np.arange(len(start)), count)
     pos = np.arange(len(uv)) - start[ring]
     nxt = start[ring] + (pos + 1) % count[ring]
-    p = uv - uv[start][ring]
+    p = uv - uv[start[ring]]
     q = p[nxt]
     return np.bincount(ring, p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0], len(start))
 

@@ -126,9 +126,9 @@ def tubes(lines_3d_or_2d: Sequence | np.ndarray, diameters_mm: Any, depths: Any,
     if inverts is not None:
         arr = np.asarray(inverts, dtype=np.float64)
         inv = arr.T if arr.shape == (2, n) and n != 2 else arr.reshape(n, 2)
-    by_invert = np.isfinite(inv).all(axis=1)
-    by_depth = ~by_invert & np.isfinite(depth)
     ok = np.isfinite(radius) & (radius > 0)
+    by_invert = np.isfinite(inv).all(axis=1)
+    by_depth = ~by_invert & np.isfinite(depth) & ok
     for i in np.flatnonzero(~ok):
         local.skip(i, f"no usable diameter ({radius[i] * 2000.0} mm)")
     if by_depth.any() and (dem is None or transform is None):

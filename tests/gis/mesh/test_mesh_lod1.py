@@ -216,3 +216,11 @@ def test_sample_dem_outside_and_nodata():
     assert np.isnan(out[0]) and np.isnan(out[1])  # outside the raster
     assert np.isnan(out[2]) and np.isnan(out[3])  # weights on the nodata cell
     assert out[4] == dem[0, 0]  # half a cell from the edge: nearest centre row/column
+
+
+def test_feature_volumes_match_the_mesh_contract():
+    geoms = [SHAPES["L"], SHAPES["holes"], SHAPES["star"]]
+    mesh = extrude(geoms, [0.0, 5.0, 10.0], [7.0, 9.0, 30.0])
+    vol = feature_volumes(mesh)
+    for i in range(3):
+        assert vol[i] == pytest.approx(mesh.select([i]).signed_volume(), rel=1e-12)

@@ -31,12 +31,13 @@ def rect(angle: float = 27.0) -> Polygon:
     return shapely.affinity.rotate(shapely.box(X0, Y0, X0 + L, Y0 + W), angle, origin="centroid")
 
 
+STAR_A = np.arange(14) * np.pi / 7
+STAR_R = np.where(np.arange(14) % 2, 5.0, 12.0)
 SHAPES = {
     "L": Polygon([(0, 0), (10, 0), (10, 4), (4, 4), (4, 10), (0, 10)]),
     "U": Polygon([(0, 0), (9, 0), (9, 9), (6, 9), (6, 3), (3, 3), (3, 9), (0, 9)]),
     "T": Polygon([(0, 0), (9, 0), (9, 3), (6, 3), (6, 9), (3, 9), (3, 3), (0, 3)]),
-    "star": Polygon(np.c_[np.where(np.arange(14) % 2, 5.0, 12.0) * np.cos(np.arange(14) * np.pi / 7),
-                          np.where(np.arange(14) % 2, 5.0, 12.0) * np.sin(np.arange(14) * np.pi / 7)]),
+    "star": Polygon(np.c_[STAR_R * np.cos(STAR_A), STAR_R * np.sin(STAR_A)]),
     "holed": shapely.box(0, 0, 24, 16).difference(shapely.box(5, 5, 11, 11)),
 }
 
@@ -68,6 +69,28 @@ def test_mansard_volume_is_analytic():
     flat = n[:, 2] > 1 - 1e-12
     assert np.all(mesh.positions[tri[flat], 2] == RIDGE)
     assert np.allclose(np.degrees(np.arccos(n[~flat, 2])), np.degrees(np.arctan(HR / d)))
+    # inside the footprint's prism
+    p = mesh.positions
+    assert shapely.contains_xy(rect().buffer(1e-6), p[:, 0], p[:, 1]).all()
+    assert p[:, 2].min() == BASE and p[:, 2].max() == RIDGE
+
+
+@pytest.mark.parametrize("name", ["L", "U", "holed"])
+def test_mansard_on_concave_and_holed_footprints(name):
+    poly = shapely.affinity.translate(SHAPES[name], X0, Y0)
+    mesh = lod2_from_attributes([poly], BASE, EAVE, RIDGE, ["mansard"], mansard_inset=0.2)
+    assert check_closed(mesh) == []
+    p = mesh.positions
+    assert shapely.contains_xy(poly.buffer(1e-6), p[:, 0], p[:, 1]).all()
+    assert p[:, 2].min() == BASE and p[:, 2].max() == RIDGE
+    # the flat top is the footprint offset inward by the inset (mitred offset = buffer here,
+    # all corners being right angles)
+    tri = roof_triangles(mesh)
+    top = tri[np.all(mesh.positions[tri, 2] == RIDGE, axis=1)]
+    q = mesh.positions[top]
+    area = np.abs(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])[:, 2]).sum() / 2
+    inset = poly.buffer(-0.2 * HR, join_style="mitre")
+    assert area == pytest.approx(inset.area, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
@@ -184,3 +207,36 @@ def test_bad_input():
                                 ["hip", "hip"], report=report)
     assert sorted(i for i, _ in report.skipped) == [0, 1]
     assert mesh.n_vertices == 0
+
+
+@pytest.mark.shared_data
+def test_every_roof_type_on_real_footprints(shared_data):
+    import geopandas as gpd
+
+    path = shared_data("hsinchu-nycu-buildings", "guangfu_buildings_3d.geojson")
+    geoms = gpd.read_file(path).to_crs("EPSG:3826").geometry.values
+    n = len(geoms)
+    for kind in ("shed", "gable", "hip", "pyramid", "mansard", "dome"):
+        report = MeshReport()
+        mesh = lod2_from_attributes(geoms, 0.0, 9.0, 13.0, [kind] * n, report=report)
+        assert report.skipped == []
+        assert not [t for _, t in report.notes if "skeleton" in t], kind
+        assert check_closed(mesh) == [], kind
+        assert len(np.unique(mesh.feature_ids)) == n
+        z = mesh.positions[roof_triangles(mesh), 2]
+        assert z.min() == 9.0 and z.max() == 13.0
+
+
+def test_skeleton_fallbacks_are_reported(monkeypatch):
+    import gis.mesh.roofs as roofs
+
+    monkeypatch.setattr(roofs, "MAX_SKELETON_VERTICES", 3)
+    report = MeshReport()
+    mesh = lod2_from_attributes([rect(), SHAPES["holed"]], 0.0, 3.0, 6.0, ["hip", "mansard"],
+                                report=report)
+    assert check_closed(mesh) == []
+    assert [i for i, _ in report.notes] == [0, 1]
+    assert "pyramid roof" in report.notes[0][1] and "flat roof" in report.notes[1][1]
+    vol = feature_volumes(mesh)
+    assert vol[0] == pytest.approx(W * L * 3.0 + W * L * 3.0 / 3, rel=1e-9)
+    assert vol[1] == pytest.approx(SHAPES["holed"].area * 3.0, rel=1e-9)
