@@ -3,7 +3,7 @@ same layers read and written by plain geopandas/pyogrio (no checks, no reproject
 not atomic). The ratio is what the standards checks, lineage and atomic write cost. Also times
 `ngis demo-data` itself. Medians of --repeat runs, peak RSS.
 
-    .venv/bin/python bench/ingest.py [--size small|city] [--repeat 3]
+    .venv/bin/python -m bench.ingest [--size small|city] [--repeat 3]
 """
 
 from __future__ import annotations

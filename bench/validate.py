@@ -4,7 +4,7 @@ Ours (standards.records, a column at a time) against the peer, jsonschema's Draf
 validator record by record, on the same generated buildings, in the same process. Prints medians,
 the ratio, and peak memory.
 
-    .venv/bin/python bench/validate.py [--size small|city] [--repeat 3]
+    .venv/bin/python -m bench.validate [--size small|city] [--repeat 3]
 """
 
 from __future__ import annotations
