@@ -50,6 +50,9 @@ class NgisGroup(click.Group):
             _fail(ctx, f"error: {err}")
         except (OSError, MemoryError) as err:
             _fail(ctx, f"error: {err}")
+        except Exception as err:  # a bug of ours: still one line, the traceback with -v
+            _fail(ctx, f"internal error: {type(err).__name__}: {err} (ngis -v shows the "
+                       "traceback; please report it)")
 
 
 def _fail(ctx, message: str) -> None:

@@ -142,7 +142,9 @@ def _drop_table(path: Path, name: str) -> None:
         for meta in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_tile_matrix",
                      "gpkg_tile_matrix_set", "gpkg_extensions", "gpkg_ogr_contents", *_GRIDDED):
             if meta in tables:
-                col = "tpudt_name" if meta == "gpkg_2d_gridded_tile_ancillary" else "table_name"
+                col = {"gpkg_2d_gridded_tile_ancillary": "tpudt_name",
+                       "gpkg_2d_gridded_coverage_ancillary": "tile_matrix_set_name"}.get(
+                           meta, "table_name")
                 con.execute(f'DELETE FROM "{meta}" WHERE "{col}" = ?', (name,))
         # The R-tree is a virtual table; dropping it drops its shadow tables.
         for table, _, sql in master:

@@ -282,6 +282,26 @@ def test_dem_in_a_zip_and_ascii_grid(tmp_path):
     assert back.transform == profile["transform"]
 
 
+def test_reingest_replaces_rasters_and_vectors(tmp_path):
+    """Running the same ingest twice (make demo twice) replaces layers, DEM included."""
+    data = np.arange(20 * 30, dtype="float32").reshape(20, 30)
+    dem = tmp_path / "d.tif"
+    profile = dict(driver="GTiff", width=30, height=20, count=1, dtype="float32", crs="EPSG:3826",
+                   transform=rasterio.transform.from_origin(250000, 2742000, 10, 10))
+    with rasterio.open(dem, "w", **profile) as dst:
+        dst.write(data, 1)
+    _buildings().to_file(tmp_path / "b.gpkg")
+    store = str(tmp_path / "s.gpkg")
+    specs = [SourceSpec(str(dem), layer="dem"), SourceSpec(str(tmp_path / "b.gpkg"))]
+    ingest(store, specs)
+    with rasterio.open(dem, "r+") as dst:
+        dst.write(data + 1000, 1)
+    ingest(store, specs)
+    s = open_store(store)
+    np.testing.assert_array_equal(s.read_raster("dem").data, data + 1000)
+    assert s.layers() == ["buildings", "dem"] and len(s.read("buildings")) == 5
+
+
 def test_corrupt_geotiff_one_line(tmp_path):
     good = tmp_path / "g.tif"
     with rasterio.open(good, "w", driver="GTiff", width=512, height=512, count=1, dtype="float32",
