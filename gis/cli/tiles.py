@@ -165,6 +165,8 @@ def info(directory, validate, as_json):
     """
     from tiles.info import tileset_info
 
+    if not os.path.isfile(os.path.join(directory, "tileset.json")):
+        raise DataError("no tileset.json here", path=directory)
     report = tileset_info(directory, validate=validate)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))

@@ -70,6 +70,8 @@ class GeoPackageStore(Store):
         if name not in self.layers():
             raise LayerNotFoundError(f"no layer {name!r} (has: {', '.join(self.layers())})",
                                      path=self.uri)
+        if self.layer_kind(name) != "features":
+            raise LayerNotFoundError(f"{name!r} is a raster layer, not features", path=self.uri)
         return pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=True)
 
     def read_raster(self, name: str) -> DemSource:
