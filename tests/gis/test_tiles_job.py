@@ -123,6 +123,11 @@ def test_clear_errors(demo_store, tmp_path):
     r = CliRunner().invoke(cli, ["tiles", "build", "--store", str(demo_store), "--layer",
                                  "buildings", "--compress", "draco", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "use meshopt" in r.output
+    r = CliRunner().invoke(cli, ["tiles", "build", "--store", str(demo_store), "--layer", "dem",
+                                 "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "'dem' is a raster layer, not features" in r.stderr
+    r = CliRunner().invoke(cli, ["tiles", "info", str(tmp_path)])
+    assert r.exit_code == 1 and "no tileset.json here" in r.stderr
     assert not (tmp_path / "x").exists()
 
 
