@@ -128,29 +128,8 @@ def _load(store, layer, input_, dem, target_crs):
             surfaces = lyr.extras["surfaces"].to_crs(target_crs)
         name = standards.load(standard).layer
     if dem is not None and dem_source is None:
-        dem_source = _dem_in(read_dem(dem), frame.crs)
+        dem_source = read_dem(dem, target_crs=CRS.from_user_input(frame.crs))
     return frame, standard, surfaces, dem_source, name
-
-
-def _dem_in(dem, crs):
-    """The DEM reprojected to ``crs`` when it is in another one."""
-    import numpy as np
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
-
-    from gis.io.raster import DemSource
-
-    target = CRS.from_user_input(crs)
-    if CRS.from_user_input(dem.crs) == target:
-        return dem
-    rows, cols = dem.shape
-    left, bottom, right, top = dem.bounds
-    transform, width, height = calculate_default_transform(dem.crs, target, cols, rows, left,
-                                                           bottom, right, top)
-    out = np.full((height, width), np.nan, np.float32)
-    reproject(dem.data, out, src_transform=dem.transform, src_crs=dem.crs, dst_transform=transform,
-              dst_crs=target, resampling=Resampling.bilinear, src_nodata=np.nan,
-              dst_nodata=np.nan)
-    return DemSource(dem.path, out, transform, target)
 
 
 @command.command("info")

@@ -92,8 +92,10 @@ def dem_gdal_path(path: str | os.PathLike) -> str:
     return p
 
 
-def read_dem(path: str | os.PathLike, crs: str | None = None) -> DemSource:
-    """Read a whole single-band DEM into memory (see :func:`open_dem` for streaming).
+def read_dem(path: str | os.PathLike, crs: str | None = None,
+             target_crs: CRS | None = None) -> DemSource:
+    """Read a whole single-band DEM into memory (see :func:`open_dem` for streaming), warped to
+    ``target_crs`` (bilinear) when given.
 
     netCDF/GMT grids without a CRS tag are taken as EPSG:4326 when their extent fits in degrees
     (with a warning); ``crs`` overrides whatever the file says.
@@ -103,7 +105,7 @@ def read_dem(path: str | os.PathLike, crs: str | None = None) -> DemSource:
             no georeferencing).
         CRSError: No CRS in the file and none given.
     """
-    with open_dem(path, crs) as (ds, src_crs, _):
+    with open_dem(path, crs, target_crs) as (ds, src_crs, _):
         if ds.count < 1:
             raise MalformedFileError("raster has no bands", path=str(path))
         if ds.transform.is_identity:
@@ -111,7 +113,8 @@ def read_dem(path: str | os.PathLike, crs: str | None = None) -> DemSource:
         data = np.full((ds.height, ds.width), np.nan, dtype="float32")
         for (r, c), block in iter_blocks(ds):
             data[r:r + block.shape[0], c:c + block.shape[1]] = block
-        return DemSource(path=str(path), data=data, transform=ds.transform, crs=src_crs)
+        return DemSource(path=str(path), data=data, transform=ds.transform,
+                         crs=target_crs or src_crs)
 
 
 def _looks_lonlat(src) -> bool:
