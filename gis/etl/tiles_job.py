@@ -100,6 +100,7 @@ class TileInput:
     dem: np.ndarray | None = None
     dem_transform: Affine | None = None
     surfaces: gpd.GeoDataFrame | None = None
+    attrs: pd.DataFrame | None = None
 
 
 def build_mesh(t: TileInput) -> tuple[Mesh, MeshReport]:
@@ -151,18 +152,23 @@ def encode_tile(t: TileInput, standard: str, fmt: str, compress: str, class_name
                 crs: str) -> tuple[bytes, list[str]]:
     """Build and encode one tile; returns the bytes and the builder's notes."""
     mesh, report = build_mesh(t)
-    attrs = t.frame.drop(columns=[c for c in t.frame.columns
-                                  if c.startswith("_") or c == t.frame.geometry.name])
+    attrs = t.attrs if t.attrs is not None else _attributes(t.frame)
+    attrs = attrs.reset_index(drop=True)
     notes = [f"{attrs.iloc[i].get('id', i)}: {why}" for i, why in report.skipped]
     if mesh.n_triangles == 0:
         raise DataError(f"a tile of {len(attrs)} features produced no triangles: "
                         + "; ".join(notes[:3]))
-    attrs = pd.DataFrame(attrs).reset_index(drop=True)
     if fmt == "b3dm":
         data = write_b3dm(mesh, attrs, standard, class_name=class_name, crs=crs, compress=compress)
     else:
         data = write_glb(mesh, attrs, standard, compress=compress, class_name=class_name, crs=crs)
     return data, notes
+
+
+def _attributes(frame: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The attribute table the tiles carry: no geometry, no internal (``_``) columns."""
+    return pd.DataFrame(frame.drop(columns=[c for c in frame.columns
+                                            if c.startswith("_") or c == frame.geometry.name]))
 
 
 # -- the content writer tiles.tileset calls ---------------------------------------------------
@@ -183,6 +189,7 @@ class FeatureContent:
             "lod": options.lod, "kind": kind,
             "dem": None if dem is None else _dem_digest(dem)}
         self._digests = _feature_digests(frame, surfaces)
+        self._attrs = _attributes(frame)
         self._pending: dict[str, Any] = {}
         self.notes: list[str] = []
 
@@ -200,7 +207,8 @@ class FeatureContent:
         surfaces = None
         if self.surfaces is not None:
             surfaces = self.surfaces[self.surfaces["building_id"].isin(sub["id"])]
-        return TileInput(sub, self.kind, self.options.lod, dem, transform, surfaces)
+        return TileInput(sub, self.kind, self.options.lod, dem, transform, surfaces,
+                         self._attrs.iloc[np.asarray(features, np.int64)])
 
     def _args(self, features):
         return (self.tile_input(features), self.standard, self.extension, self.options.compress,
