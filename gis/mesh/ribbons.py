@@ -246,19 +246,19 @@ def _deck_underside(pos: np.ndarray, feat: np.ndarray, first: np.ndarray, last: 
     # sides: own vertices per face; order T_i, T_i+1, B_i+1, B_i
     for side, flip in ((0, False), (1, True)):
         quad = np.stack([top[s, side], top[s + 1, side], bot[s + 1, side], bot[s, side]], 1)
-        b = 4 * np.arange(len(s))
-        t = np.stack([b, b + 1, b + 2, b, b + 2, b + 3], axis=1).reshape(-1, 3)
-        if flip:
-            t = t[:, ::-1]
-        out.append(Mesh(quad.reshape(-1, 3), t, np.repeat(f[s], 4),
-                        np.full(4 * len(s), code, np.uint8)))
+        out.append(_quads(quad, f[s], code, flip))
     for ends, flip in ((remap[np.flatnonzero(sel & first)], False),
                        (remap[np.flatnonzero(sel & last)], True)):
         quad = np.stack([top[ends, 0], bot[ends, 0], bot[ends, 1], top[ends, 1]], 1)
-        b = 4 * np.arange(len(ends))
-        t = np.stack([b, b + 1, b + 2, b, b + 2, b + 3], axis=1).reshape(-1, 3)
-        if flip:
-            t = t[:, ::-1]
-        out.append(Mesh(quad.reshape(-1, 3), t, np.repeat(f[ends], 4),
-                        np.full(4 * len(ends), code, np.uint8)))
+        out.append(_quads(quad, f[ends], code, flip))
     return Mesh.concat(out)
+
+
+def _quads(quad: np.ndarray, features: np.ndarray, code: int, flip: bool) -> Mesh:
+    """(k, 4, 3) quads as two triangles each, own vertices, winding reversed when ``flip``."""
+    b = 4 * np.arange(len(quad))
+    t = np.stack([b, b + 1, b + 2, b, b + 2, b + 3], axis=1).reshape(-1, 3)
+    if flip:
+        t = t[:, ::-1]
+    return Mesh(quad.reshape(-1, 3), t, np.repeat(features, 4),
+                np.full(4 * len(quad), code, np.uint8))
