@@ -1,0 +1,1 @@
+"""Decision models as OGC API Processes (pygeoapi processors)."""

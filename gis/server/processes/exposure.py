@@ -1,0 +1,82 @@
+"""OGC API Process ``exposure``: the base-map features inside an area (a hazard zone)."""
+
+from __future__ import annotations
+
+import json
+
+import shapely
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+
+from gis.errors import NgisError
+from gis.store import open_store
+from models.exposure import DEFAULT_LAYERS, exposure
+
+PROCESS_METADATA = {
+    "version": "1.0.0",
+    "id": "exposure",
+    "title": {"en": "Exposure of the base map to a hazard area"},
+    "description": {"en": "Counts the buildings, roads, rail and pipelines that intersect an "
+                          "area (GeoJSON geometry in CRS84), with lengths and footprint areas "
+                          "inside it and, on request, the feature ids."},
+    "jobControlOptions": ["sync-execute"],
+    "keywords": ["exposure", "hazard", "buildings", "roads", "pipelines"],
+    "links": [],
+    "inputs": {
+        "area": {
+            "title": "Area",
+            "description": "Polygon or MultiPolygon (GeoJSON geometry, CRS84).",
+            "schema": {"type": "object", "contentMediaType": "application/geo+json"},
+            "minOccurs": 1, "maxOccurs": 1,
+        },
+        "layers": {
+            "title": "Layers",
+            "description": "Base-map layers to check.",
+            "schema": {"type": "array", "items": {"type": "string"},
+                       "default": list(DEFAULT_LAYERS)},
+            "minOccurs": 0, "maxOccurs": 1,
+        },
+        "include_ids": {
+            "title": "Include feature ids",
+            "schema": {"type": "boolean", "default": False},
+            "minOccurs": 0, "maxOccurs": 1,
+        },
+    },
+    "outputs": {
+        "exposure": {
+            "title": "Exposure per layer",
+            "schema": {"type": "object", "contentMediaType": "application/json"},
+        }
+    },
+    "example": {"inputs": {"area": {"type": "Polygon", "coordinates": [
+        [[120.61, 24.06], [120.62, 24.06], [120.62, 24.07], [120.61, 24.07], [120.61, 24.06]]]}}},
+}
+
+
+class ExposureProcessor(BaseProcessor):
+    """Runs :func:`models.exposure.exposure` on the configured store."""
+
+    def __init__(self, processor_def):
+        super().__init__(processor_def, PROCESS_METADATA)
+        self.store_uri = processor_def["store"]
+
+    def execute(self, data, outputs=None):
+        area = data.get("area")
+        if area is None:
+            raise ProcessorExecuteError("input 'area' (a GeoJSON Polygon) is required")
+        try:
+            geom = shapely.from_geojson(json.dumps(area.get("geometry", area)))
+        except (shapely.errors.GEOSException, AttributeError, TypeError) as err:
+            raise ProcessorExecuteError(f"input 'area' is not a GeoJSON geometry: {err}")
+        layers = data.get("layers") or list(DEFAULT_LAYERS)
+        if not isinstance(layers, list) or not all(isinstance(v, str) for v in layers):
+            raise ProcessorExecuteError("input 'layers' must be an array of layer names")
+        try:
+            result = exposure(open_store(self.store_uri), geom, layers=layers)
+        except NgisError as err:
+            raise ProcessorExecuteError(str(err))
+        with_ids = bool(data.get("include_ids", False))
+        return "application/json", {"id": "exposure",
+                                    "value": [r.as_dict(with_ids) for r in result]}
+
+    def __repr__(self):
+        return f"<ExposureProcessor {self.store_uri}>"
