@@ -31,23 +31,29 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 DEMO_SERVE ?= 1
-DEMO_PORT ?= 8765
+DEMO_PORT ?= 5000
+SERVER_CONFIG ?= server_config.yml
+# The main job: generate (or, with demo-real, read) the source data, check and load it into the
+# embedded store, build the 3D Tiles, write the server config, and serve it all.
 demo: $(STAMP) $(NODE_STAMP)
 	$(NGIS) demo-data --out $(DEMO_DIR)/source --size $(DEMO_SIZE) --seed $(SEED)
 	$(NGIS) ingest --store $(DEMO_DIR)/basemap.gpkg --manifest $(DEMO_DIR)/source/manifest.json
 	$(NGIS) catalog list --store $(DEMO_DIR)/basemap.gpkg
 	$(NGIS) preview --store $(DEMO_DIR)/basemap.gpkg --out $(DEMO_DIR)/preview.png
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer buildings --lod 2 --out $(DEMO_DIR)/tiles/buildings
+	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer buildings --lod 1 --out $(DEMO_DIR)/tiles/buildings-lod1
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer roads --out $(DEMO_DIR)/tiles/roads
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer rail --out $(DEMO_DIR)/tiles/rail
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer pipelines --out $(DEMO_DIR)/tiles/pipelines
+	$(NGIS) config --store $(DEMO_DIR)/basemap.gpkg --tiles $(DEMO_DIR)/tiles --out $(SERVER_CONFIG)
 	@echo
 	@echo "Base map store: $(DEMO_DIR)/basemap.gpkg (open it in QGIS, or: $(NGIS) catalog show --store $(DEMO_DIR)/basemap.gpkg buildings)"
 	@echo "Picture:        $(DEMO_DIR)/preview.png"
-	@echo "3D Tiles:       $(DEMO_DIR)/tiles/{buildings,roads,rail,pipelines}/tileset.json"
+	@echo "3D Tiles:       $(DEMO_DIR)/tiles/{buildings,buildings-lod1,roads,rail,pipelines}/tileset.json"
+	@echo "Server config:  $(SERVER_CONFIG)"
 	@if [ "$(DEMO_SERVE)" = "1" ]; then \
-	  $(NGIS) view --port $(DEMO_PORT) $(DEMO_DIR)/tiles/buildings $(DEMO_DIR)/tiles/roads $(DEMO_DIR)/tiles/rail $(DEMO_DIR)/tiles/pipelines; \
-	else echo "Viewer:         $(NGIS) view $(DEMO_DIR)/tiles/*"; fi
+	  $(NGIS) serve --config $(SERVER_CONFIG) --port $(DEMO_PORT); \
+	else echo "Serve it:       $(NGIS) serve --config $(SERVER_CONFIG)"; fi
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -64,12 +70,15 @@ demo-real: $(STAMP) $(NODE_STAMP)
 	$(NGIS) ingest --store $(REAL_DIR)/basemap.gpkg --manifest examples/shared-data.yml
 	$(NGIS) catalog list --store $(REAL_DIR)/basemap.gpkg
 	$(NGIS) preview --store $(REAL_DIR)/basemap.gpkg --out $(REAL_DIR)/preview.png
-	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer buildings --lod 2 --dem ../shared/data/tw-island-relief15s/tw_relief_15s.nc --out $(REAL_DIR)/tiles/hsinchu
-	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer roads --out $(REAL_DIR)/tiles/freeways
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer buildings --lod 2 --dem ../shared/data/tw-island-relief15s/tw_relief_15s.nc --out $(REAL_DIR)/tiles/buildings
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer buildings --lod 1 --dem ../shared/data/tw-island-relief15s/tw_relief_15s.nc --out $(REAL_DIR)/tiles/buildings-lod1
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer roads --out $(REAL_DIR)/tiles/roads
 	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer rail --out $(REAL_DIR)/tiles/rail
-	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_buildings --lod 2 --out $(REAL_DIR)/tiles/plateau
-	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_pipelines --out $(REAL_DIR)/tiles/plateau_pipes
-	@if [ "$(DEMO_SERVE)" = "1" ]; then $(NGIS) view --port $(DEMO_PORT) $(REAL_DIR)/tiles/*; fi
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_buildings --lod 2 --out $(REAL_DIR)/tiles/plateau_buildings
+	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_pipelines --out $(REAL_DIR)/tiles/plateau_pipelines
+	$(NGIS) config --store $(REAL_DIR)/basemap.gpkg --tiles $(REAL_DIR)/tiles --out $(REAL_DIR)/server_config.yml
+	@if [ "$(DEMO_SERVE)" = "1" ]; then $(NGIS) serve --config $(REAL_DIR)/server_config.yml --port $(DEMO_PORT); \
+	else echo "Serve it: $(NGIS) serve --config $(REAL_DIR)/server_config.yml"; fi
 
 # Benchmarks print ratios against a peer run in the same process (see bench/*.py).
 bench: $(STAMP)

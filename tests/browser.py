@@ -91,7 +91,8 @@ def wait_for_tiles(page, timeout: float = 120.0) -> None:
     stable = 0
     while time.time() < deadline:
         done = page.evaluate("""() => { const s = window.ngis; return !!s && s.ready &&
-            s.frames > 10 && s.tilesets.length > 0 && s.tilesets.every(t => t.tilesLoaded); }""")
+            s.frames > 10 && s.tilesets.length > 0 &&
+            s.tilesets.every(t => !t.show || t.tilesLoaded); }""")
         stable = stable + 1 if done else 0
         if stable >= 3:
             return

@@ -28,14 +28,31 @@ async function listTilesets() {
   return response.ok ? response.json() : [];
 }
 
-function addToggle(name, tileset) {
+const LABELS = { buildings: "Buildings (LOD2)", "buildings-lod1": "Buildings (LOD1)",
+  roads: "Roads", rail: "Rail and metro", pipelines: "Pipelines (underground)" };
+
+function addToggle(name, tileset, onChange) {
   const label = document.createElement("label");
   const box = document.createElement("input");
   box.type = "checkbox";
-  box.checked = true;
-  box.addEventListener("change", () => { tileset.show = box.checked; });
-  label.append(box, " " + name);
+  box.checked = tileset.show;
+  box.dataset.layer = name;
+  box.addEventListener("change", () => { tileset.show = box.checked; if (onChange) onChange(); });
+  label.append(box, " " + (LABELS[name] || name));
   document.getElementById("layers").append(label);
+  return box;
+}
+
+// Underground view: a translucent globe lets pipelines, tunnels and metro show through the
+// ground; the camera may go below the surface (collision detection is off above).
+function setUnderground(on) {
+  const globe = viewer.scene.globe;
+  globe.translucency.enabled = on;
+  globe.translucency.frontFaceAlpha = on ? 0.35 : 1.0;
+  globe.translucency.backFaceAlpha = on ? 0.35 : 1.0;
+  state.underground = on;
+  const box = document.getElementById("underground");
+  if (box) box.checked = on;
 }
 
 function showAttributes(feature) {
@@ -59,12 +76,28 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
 (async () => {
   const status = document.getElementById("status");
   try {
-    for (const { name, url } of await listTilesets()) {
+    const listed = await listTilesets();
+    const names = new Set(listed.map((t) => t.name));
+    for (const { name, url } of listed) {
       const tileset = await Cesium.Cesium3DTileset.fromUrl(url, { maximumScreenSpaceError: 8 });
       tileset.tileFailed.addEventListener((e) => state.errors.push(`${url}: ${e.message}`));
+      // LOD1 and LOD2 of the same buildings would overlap: LOD2 shows, LOD1 is one click away.
+      tileset.show = !(name.endsWith("-lod1") && names.has(name.replace(/-lod1$/, "")));
+      tileset.ngisName = name;
       viewer.scene.primitives.add(tileset);
       state.tilesets.push(tileset);
-      addToggle(name, tileset);
+      addToggle(name, tileset,
+        name.includes("pipelines") ? () => { if (tileset.show) setUnderground(true); } : null);
+    }
+    if ([...names].some((n) => n.includes("pipelines"))) {
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.id = "underground";
+      box.addEventListener("change", () => setUnderground(box.checked));
+      label.append(box, " Underground view (translucent ground)");
+      document.getElementById("layers").append(label);
+      setUnderground(params.get("underground") === "1");
     }
     if (state.tilesets.length) {
       const sphere = state.tilesets[0].boundingSphere;

@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "preview": "gis.cli.preview",
     "tiles": "gis.cli.tiles",
     "view": "gis.cli.view",
+    "serve": "gis.cli.serve",
+    "config": "gis.cli.serve:config_command",
 }
 
 
@@ -39,7 +41,8 @@ class NgisGroup(click.Group):
         module = SUBCOMMANDS.get(name)
         if module is None:
             return None
-        return importlib.import_module(module).command
+        module, _, attr = module.partition(":")
+        return getattr(importlib.import_module(module), attr or "command")
 
     def invoke(self, ctx):
         try:

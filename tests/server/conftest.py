@@ -1,0 +1,111 @@
+"""A real NGIS 3D server (``ngis serve``: uvicorn + pygeoapi) on a free loopback port, serving the
+generated demo store and its 3D tilesets; shared by the server tests of a session."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gis.cli.main import cli
+
+
+@dataclass
+class Server:
+    url: str
+    config: Path
+    store: Path
+    tiles: Path
+    process: subprocess.Popen
+
+    def get(self, path: str, headers: dict[str, str] | None = None):
+        """(status, headers, body) of a GET; HTTP errors are returned, not raised."""
+        req = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, dict(r.headers.items()), r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers.items()), err.read()
+
+    def json(self, path: str):
+        status, _, body = self.get(path)
+        assert status == 200, (path, status, body[:500])
+        return json.loads(body)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(config: Path, *, workers: int = 1, timeout: float = 90) -> tuple[str, subprocess.Popen]:
+    """Start ``ngis serve`` and wait until it answers; returns (base URL, process)."""
+    port = free_port()
+    log = open(config.parent / f"server-{port}.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "gis", "serve", "--config", str(config),
+                             "--port", str(port), "--workers", str(workers)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=config.parent,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"ngis serve exited with {proc.returncode}:\n{log.read()}")
+        try:
+            with urllib.request.urlopen(url + "/conformance?f=json", timeout=5) as r:
+                if r.status == 200:
+                    return url, proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    log.seek(0)
+    pytest.fail(f"ngis serve did not answer within {timeout} s:\n{log.read()}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def demo_tilesets(demo_store, tmp_path_factory) -> Path:
+    """3D tilesets of the demo store: buildings (LOD2, meshopt, gzip at rest), buildings-lod1,
+    roads, pipelines."""
+    out = tmp_path_factory.mktemp("server-tiles")
+    for name, args in (("buildings", ["--layer", "buildings", "--lod", "2", "--compress",
+                                      "meshopt", "--gzip"]),
+                       ("buildings-lod1", ["--layer", "buildings", "--lod", "1"]),
+                       ("roads", ["--layer", "roads"]),
+                       ("pipelines", ["--layer", "pipelines"])):
+        r = CliRunner().invoke(cli, ["-q", "tiles", "build", "--store", str(demo_store), *args,
+                                     "--out", str(out / name)])
+        assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(demo_store, demo_tilesets, tmp_path_factory) -> Server:
+    """``ngis serve`` on the demo store and tilesets (one worker process)."""
+    d = tmp_path_factory.mktemp("server")
+    config = d / "server_config.yml"
+    r = CliRunner().invoke(cli, ["config", "--store", str(demo_store), "--tiles",
+                                 str(demo_tilesets), "--out", str(config), "--cache",
+                                 str(d / "cache")])
+    assert r.exit_code == 0, r.output
+    url, proc = start_server(config)
+    yield Server(url, config, demo_store, demo_tilesets, proc)
+    stop_server(proc)

@@ -1,0 +1,45 @@
+"""The viewer as the server serves it, in real headless Chromium: every tileset loads from the
+server, nothing is fetched beyond loopback, layers toggle, the underground view turns the globe
+translucent, and a click shows a building's attributes. Saves a screenshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from browser import browser_page, require_cesium, wait_for_tiles
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+
+
+def test_viewer_at_slash_viewer(server):
+    require_cesium()
+    with browser_page() as page:
+        page.goto(f"{server.url}/viewer/?msaa=1")
+        wait_for_tiles(page)
+        shown = page.evaluate("() => window.ngis.tilesets.map(t => [t.ngisName, t.show])")
+        assert dict(shown) == {"buildings": True, "buildings-lod1": False, "roads": True,
+                               "pipelines": True}
+        assert page.evaluate("() => window.ngis.tilesets.filter(t => t.show)"
+                             ".every(t => t.statistics.selected > 0)")
+        picked = None
+        for dx, dy in [(0, 0), (20, 0), (-20, 0), (0, 20), (0, -20), (40, 40), (-40, -40)]:
+            page.mouse.click(512 + dx, 384 + dy)
+            page.wait_for_timeout(300)
+            picked = page.evaluate("() => window.ngis.picked || null")
+            if picked:
+                break
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer-served.png"))
+        assert picked and picked.get("id"), picked
+        # Swap LOD2 for LOD1, and look underground.
+        page.click("input[data-layer='buildings']")
+        page.click("input[data-layer='buildings-lod1']")
+        page.click("#underground")
+        wait_for_tiles(page)
+        assert page.evaluate("() => window.ngis.viewer.scene.globe.translucency.enabled")
+        shown = dict(page.evaluate("() => window.ngis.tilesets.map(t => [t.ngisName, t.show])"))
+        assert shown["buildings-lod1"] and not shown["buildings"]
+        page.screenshot(path=str(ARTIFACTS / "viewer-served-underground.png"))
+        assert page.evaluate("() => window.ngis.errors") == []
+        assert page.console_errors == []
+        assert page.outside_requests == []
