@@ -1,0 +1,1 @@
+"""pygeoapi providers over the base-map store: features, vector tiles, coverages, records."""
