@@ -565,7 +565,7 @@ class StoreMVTProvider(BaseMVTProvider):
         return self.get_fields()
 
     def get_tiling_schemes(self):
-        enums = {m.id: m for m in self._tms_enums()}
+        enums = {m.tileMatrixSet: m for m in self._tms_enums()}
         return [enums[s] for s in self.schemes if s in enums]
 
     @staticmethod
