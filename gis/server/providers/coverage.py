@@ -23,7 +23,8 @@ Query parameters (as pygeoapi passes them): ``subset`` on ``x``/``y`` (the store
 ``Lon``/``Lat`` (CRS84 degrees), intervals ``x(a:b)`` or points ``x(a)``; ``bbox`` (CRS84, or
 ``bbox-crs``); ``properties`` (the one band, ``elevation``). A request selects every cell that
 meets the requested interval (a point selects the cell holding it). Output is CoverageJSON
-(``f=json``, values in metres to the micrometre, ``null`` for no data) or a GeoTIFF (``f=GTiff``,
+(``f=json``, metres in nine significant digits, which read back as the stored float32
+exactly; ``null`` for no data) or a GeoTIFF (``f=GTiff``,
 float32, NaN no data) of the same cells.
 """
 
@@ -238,6 +239,20 @@ def _crs_of(value: Any) -> CRS:
         raise ProviderInvalidQueryError(user_msg=f"unknown CRS {value!r}") from err
 
 
+def float32_digits(data: np.ndarray) -> np.ndarray:
+    """float32 values as float64 rounded to nine significant digits: what JSON writes is then
+    short and reads back as exactly the same float32 (nine digits always round-trip)."""
+    out = data.astype("float64")
+    mask = np.isfinite(out) & (out != 0)
+    vals = out[mask]
+    exps = np.floor(np.log10(np.abs(vals))).astype(int)
+    for e in np.unique(exps):
+        sel = exps == e
+        vals[sel] = np.round(vals[sel], 8 - int(e))
+    out[mask] = vals
+    return out
+
+
 class StoreCoverageProvider(BaseProvider):
     """The store's DEM for OGC API - Coverages."""
 
@@ -413,8 +428,8 @@ class StoreCoverageProvider(BaseProvider):
         _, schema = pg_split(self.data)
         c0, r0, w, h = int(window.col_off), int(window.row_off), int(window.width), \
             int(window.height)
-        left, top = g.transform * (c0, r0)
-        right, bottom = g.transform * (c0 + w, r0 + h)
+        left, top = g.transform @ (c0, r0)
+        right, bottom = g.transform @ (c0 + w, r0 + h)
         rx, ry = g.res
         # Shrink by a quarter cell so tiles that only touch the window stay out.
         env = (left + rx / 4, bottom + ry / 4, right - rx / 4, top - ry / 4)
@@ -479,9 +494,9 @@ class StoreCoverageProvider(BaseProvider):
 
     def _covjson(self, data: np.ndarray, transform: Affine) -> dict[str, Any]:
         h, w = data.shape
-        x0, y0 = transform * (0.5, 0.5)
-        x1, y1 = transform * (w - 0.5, h - 0.5)
-        values = np.round(data.astype("float64"), 6).astype(object)
+        x0, y0 = transform @ (0.5, 0.5)
+        x1, y1 = transform @ (w - 0.5, h - 0.5)
+        values = float32_digits(data).astype(object)
         values[np.isnan(data)] = None
         g = self.grid
         return {
