@@ -278,9 +278,12 @@ class _Output:
         parts, part_of = shapely.get_parts(geoms, return_index=True)
         part_types = shapely.get_type_id(parts)
         polys = parts[part_types == 3]
-        rings = shapely.get_rings(polys)
-        ring_sizes = shapely.get_num_coordinates(rings).tolist()
-        ring_counts = (shapely.get_num_interior_rings(polys) + 1).tolist()
+        holes = shapely.get_num_interior_rings(polys)
+        if holes.any():
+            ring_sizes = shapely.get_num_coordinates(shapely.get_rings(polys)).tolist()
+        else:  # no holes (most footprints): a polygon's coordinates are its exterior ring's
+            ring_sizes = shapely.get_num_coordinates(polys).tolist()
+        ring_counts = (holes + 1).tolist()
         if sum(ring_counts) != len(ring_sizes):
             return False  # an empty polygon inside a multipolygon: let GEOS write it
         part_coords = []
@@ -320,9 +323,10 @@ _GEOJSON_TYPES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint",
 
 # -- exact spatial tests inside SQLite ------------------------------------------------------
 
-# A spatial predicate of a running GeoPackage query: token -> (test, prepared query geometry).
-# The token is bound into the SQL, so statements stay cacheable and threads never share state.
-_MATCHERS: dict[int, tuple[Callable, shapely.Geometry]] = {}
+# A spatial predicate of a running GeoPackage query: token -> (test, prepared query geometry,
+# results by feature id, as the count and the page statements test the same features). The
+# token is bound into the SQL, so statements stay cacheable and threads never share state.
+_MATCHERS: dict[int, tuple[Callable, shapely.Geometry, dict]] = {}
 _TOKENS = itertools.count(1)
 
 # Each test takes (query geometry, feature geometry): the prepared geometry goes first.
@@ -337,18 +341,22 @@ _TESTS: dict[str, Callable] = {
 }
 
 
-def _sqlite_match(token: int, blob: bytes | None) -> int | None:
-    """SQLite function ``ngis_match(token, geom)``: the exact test of a query's spatial predicate
-    on one feature (called only for R-tree candidates not already decided by their box)."""
+def _sqlite_match(token: int, fid: Any, blob: bytes | None) -> int | None:
+    """SQLite function ``ngis_match(token, fid, geom)``: the exact test of a query's spatial
+    predicate on one feature (called only for R-tree candidates not already decided by their
+    box)."""
     entry = _MATCHERS.get(token)
     if entry is None or blob is None:
         return None
-    test, area = entry
-    geom = shapely.from_wkb(_gpkg_wkb(blob))
-    try:
-        return int(test(area, geom))
-    except GEOSException:
-        return int(test(area, shapely.make_valid(geom)))
+    test, area, done = entry
+    hit = done.get(fid)
+    if hit is None:
+        geom = shapely.from_wkb(_gpkg_wkb(blob))
+        try:
+            hit = done[fid] = int(test(area, geom))
+        except GEOSException:
+            hit = done[fid] = int(test(area, shapely.make_valid(geom)))
+    return hit
 
 
 @contextlib.contextmanager
@@ -528,7 +536,7 @@ class _GpkgLayer(_Layer):
                                   cached_statements=256)
             con.execute("PRAGMA mmap_size = 268435456")
             con.execute("PRAGMA cache_size = -16384")
-            con.create_function("ngis_match", 2, _sqlite_match)
+            con.create_function("ngis_match", 3, _sqlite_match)
             entry = cons[self.path] = (self.signature, con)
         try:
             yield entry[1]
@@ -552,10 +560,10 @@ class _GpkgLayer(_Layer):
         token = next(_TOKENS)
         area_geom = area.geom
         shapely.prepare(area_geom)
-        _MATCHERS[token] = (_TESTS[op], area_geom)
+        _MATCHERS[token] = (_TESTS[op], area_geom, {})
         sql.matchers.append(token)
         if self.rtree is None:  # no spatial index: every feature is tested (correct, slow)
-            expr = f"ngis_match({sql.bind(token)}, {geom})"
+            expr = f"ngis_match({sql.bind(token)}, {pk}, {geom})"
         else:
             x0, y0, x1, y1 = area.bounds
             if op == "contains":  # the feature's box must hold the area's box
@@ -571,9 +579,9 @@ class _GpkgLayer(_Layer):
                 a0, b0, a1, b1 = area.inner
                 expr += (f"({pk} IN (SELECT id FROM {self.rtree} WHERE minx >= {sql.bind(a0)} "
                          f"AND maxx <= {sql.bind(a1)} AND miny >= {sql.bind(b0)} AND "
-                         f"maxy <= {sql.bind(b1)}) OR ngis_match({sql.bind(token)}, {geom}))")
+                         f"maxy <= {sql.bind(b1)}) OR ngis_match({sql.bind(token)}, {pk}, {geom}))")
             else:
-                expr += f"ngis_match({sql.bind(token)}, {geom})"
+                expr += f"ngis_match({sql.bind(token)}, {pk}, {geom})"
         if negated:  # keep SQL's NULL for a missing geometry, as PostGIS does
             return f"(CASE WHEN {geom} IS NULL THEN NULL ELSE ({expr}) END)"
         return f"({expr})"
@@ -655,12 +663,16 @@ def _pg_iso(v):
 
 class _PgPool:
     """psycopg2's ThreadedConnectionPool behind a semaphore: callers wait for a free connection
-    instead of failing when every one is busy. Connections are read-only and autocommit."""
+    instead of failing when every one is busy. Connections are read-only and autocommit.
+
+    psycopg2 keeps only ``minconn`` idle connections (it closes any other returned to it), so
+    ``minconn`` is the pool size: connections are opened once and reused.
+    """
 
     def __init__(self, dsn: str, size: int):
         from psycopg2.pool import ThreadedConnectionPool
 
-        self.pool = ThreadedConnectionPool(0, size, dsn, connect_timeout=10)
+        self.pool = ThreadedConnectionPool(size, size, dsn, connect_timeout=10)
         self.slots = threading.BoundedSemaphore(size)
 
     @contextlib.contextmanager
@@ -810,7 +822,7 @@ class _PostgisLayer(_Layer):
                 "equals": "ST_Equals"}[op]
         if op == "intersects" and area.is_box:
             box = self._area_sql(area, sql)
-            return f"({geom} && {box} AND ST_Intersects({geom}, {box}))"
+            return f"({geom} && {box} AND ST_Intersects({geom}, {self._area_sql(area, sql)}))"
         return f"{func}({geom}, {self._area_sql(area, sql)})"
 
     def like(self, lhs, tokens, nocase, sql):
@@ -1203,9 +1215,8 @@ class StoreFeatureProvider(BaseProvider):
         result: dict[str, Any] = {"type": "FeatureCollection", "features": []}
         offset, limit = max(int(offset or 0), 0), max(int(limit if limit is not None else 10), 0)
         with _registered(sql.matchers):
-            if self.count or resulttype == "hits":
-                result["numberMatched"] = self._count(table, where_sql, sql.params)
             if resulttype == "hits":
+                result["numberMatched"] = self._count(table, where_sql, sql.params)
                 result["numberReturned"] = 0
                 return result
             names = self._select_names(select_properties)
@@ -1216,6 +1227,11 @@ class StoreFeatureProvider(BaseProvider):
                     f"LIMIT {sql.placeholder} OFFSET {sql.placeholder}")
             LOGGER.debug("SQL: %s %s", page, sql.params)
             rows = self.layer.execute(page, [*sql.params, limit, offset])
+            if self.count:
+                if 0 < len(rows) < limit or (not rows and offset == 0 and limit > 0):
+                    result["numberMatched"] = offset + len(rows)  # a short page ends the set
+                else:
+                    result["numberMatched"] = self._count(table, where_sql, sql.params)
         result["features"] = self._features(rows, names, skip_geometry, crs_transform_spec)
         result["numberReturned"] = len(result["features"])
         return result
