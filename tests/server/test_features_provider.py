@@ -412,8 +412,10 @@ CQL_CASES = [
      lambda g: (g.height < 4.5) & ~g.roof_type.isin(["flat", "gable"])),
     ("name LIKE 'Dacun%'", lambda g: g.name.str.startswith("Dacun").fillna(False)),
     ("name LIKE '%Shelter _'", lambda g: g.name.str.fullmatch(r".*Shelter .").fillna(False)),
-    ("name LIKE '%school'", lambda g: g.name.str.endswith("school").fillna(False)),
-    ("name NOT LIKE 'Dacun%'", lambda g: g.name.notna() & ~g.name.str.startswith("Dacun").fillna(True)),
+    ("name LIKE '%school'", lambda g: g.name.str.endswith("school").fillna(False)),  # case!
+    ("name LIKE '%School'", lambda g: g.name.str.endswith("School").fillna(False)),
+    ("name NOT LIKE 'Dacun C%'",
+     lambda g: g.name.notna() & ~g.name.str.startswith("Dacun C").fillna(True)),
     ("CASEI(name) LIKE '%school%'", lambda g: g.name.str.lower().str.contains("school").fillna(False)),
     ("roof_type IN ('dome', 'pyramid')", lambda g: g.roof_type.isin(["dome", "pyramid"])),
     ("storeys NOT IN (1, 2, 3)", lambda g: g.storeys.notna() & ~g.storeys.isin([1, 2, 3])),

@@ -788,11 +788,11 @@ class _PostgisLayer(_Layer):
     def execute(self, sql_text, params):
         import psycopg2
 
-        for attempt in (0, 1):  # a pooled connection may have died with a server restart
+        for attempt in range(3):  # pooled connections may have died with a server restart
             try:
                 return super().execute(sql_text, params)
             except ProviderConnectionError as err:
-                if attempt or not isinstance(err.__cause__, psycopg2.OperationalError):
+                if attempt == 2 or not isinstance(err.__cause__, psycopg2.OperationalError):
                     raise
         raise AssertionError("unreachable")
 
@@ -1209,12 +1209,13 @@ class StoreFeatureProvider(BaseProvider):
             StoreQueryError: A bad argument or unsupported filter (HTTP 400).
         """
         sql = _Sql(self.layer.placeholder)
-        where = self._where(sql, bbox, bbox_crs, datetime_, properties, q, filterq, filter_crs)
         table = self.layer.table_sql()
-        where_sql = f" WHERE {' AND '.join(where)}" if where else ""
         result: dict[str, Any] = {"type": "FeatureCollection", "features": []}
         offset, limit = max(int(offset or 0), 0), max(int(limit if limit is not None else 10), 0)
-        with _registered(sql.matchers):
+        with _registered(sql.matchers):  # the spatial tests registered while translating
+            where = self._where(sql, bbox, bbox_crs, datetime_, properties, q, filterq,
+                                filter_crs)
+            where_sql = f" WHERE {' AND '.join(where)}" if where else ""
             if resulttype == "hits":
                 result["numberMatched"] = self._count(table, where_sql, sql.params)
                 result["numberReturned"] = 0
@@ -1222,8 +1223,7 @@ class StoreFeatureProvider(BaseProvider):
             names = self._select_names(select_properties)
             cols = ", ".join([_quote(self.id_field)] + [_quote(n) for n in names]
                              + ([] if skip_geometry else [self.layer.geom_select()]))
-            order = self._order(sortby)
-            page = (f"SELECT {cols} FROM {table}{where_sql} ORDER BY {order} "
+            page = (f"SELECT {cols} FROM {table}{where_sql} ORDER BY {self._order(sortby)} "
                     f"LIMIT {sql.placeholder} OFFSET {sql.placeholder}")
             LOGGER.debug("SQL: %s %s", page, sql.params)
             rows = self.layer.execute(page, [*sql.params, limit, offset])
@@ -1326,19 +1326,20 @@ class StoreFeatureProvider(BaseProvider):
         if not rows:
             return []
         n = len(names)
-        convert = self.layer.converters(names)
         if skip_geometry:
             geometries = [None] * len(rows)
         else:
-            geoms = shapely.from_wkb([self.layer.wkb(r[n + 1]) for r in rows])
+            wkb = self.layer.wkb
+            geoms = shapely.from_wkb([wkb(r[n + 1]) for r in rows])
             geometries = self._output(crs_transform_spec).geojson(geoms)
+        convert = self.layer.converters(names)
         features = []
         for row, geometry in zip(rows, geometries):
-            props = list(row[1:n + 1])
+            props = dict(zip(names, row[1:n + 1]))
             for i, f in convert:
-                props[i] = f(props[i])
+                props[names[i]] = f(props[names[i]])
             features.append({"type": "Feature", "id": row[0], "geometry": geometry,
-                             "properties": dict(zip(names, props))})
+                             "properties": props})
         return features
 
     def _output(self, spec) -> _Output:
