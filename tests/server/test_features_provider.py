@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import psycopg2
 import pyogrio
 import pyproj
@@ -175,6 +174,19 @@ def test_bbox_is_exact_not_envelope_hits(store, gpkg):
     assert checked > 3
 
 
+def test_bbox_without_area(store, gpkg):
+    """A zero-width box is a line (or a point): what it touches, not nothing."""
+    gdf = frame(gpkg)
+    p = StoreFeatureProvider(provider_def(store))
+    geom = gdf.geometry.iloc[40]
+    x = geom.centroid.x
+    for box, shape in (([x, 2661000.0, x, 2664000.0], shapely.LineString([(x, 2661000),
+                                                                          (x, 2664000)])),
+                       ([geom.centroid.x, geom.centroid.y] * 2, geom.centroid)):
+        want = sorted(gdf.index[gdf.intersects(shape)])
+        assert want and ids(query_all(p, bbox=box, skip_geometry=True)) == want
+
+
 def test_paging_covers_the_set_once(store, gpkg):
     gdf = frame(gpkg)
     p = StoreFeatureProvider(provider_def(store))
@@ -210,7 +222,8 @@ def test_bbox_in_crs84_and_4326(store, gpkg):
         got = ids(query_all(p, bbox=b84, bbox_crs=CRS84, skip_geometry=True))
         assert got == want
         latlon = [b84[1], b84[0], b84[3], b84[2]]
-        assert ids(query_all(p, bbox=latlon, bbox_crs=EPSG.format(4326), skip_geometry=True)) == want
+        got = query_all(p, bbox=latlon, bbox_crs=EPSG.format(4326), skip_geometry=True)
+        assert ids(got) == want
 
 
 # -- coordinates ---------------------------------------------------------------------------------
@@ -303,7 +316,8 @@ def test_property_filters(store, gpkg):
     cases = [([("usage", "residential")], gdf.usage == "residential"),
              ([("usage", "commercial"), ("storeys", "2")],
               (gdf.usage == "commercial") & (gdf.storeys == 2)),
-             ([("roof_type", "flat"), ("height", "6.5")], (gdf.roof_type == "flat") & (gdf.height == 6.5)),
+             ([("roof_type", "flat"), ("height", "6.5")],
+              (gdf.roof_type == "flat") & (gdf.height == 6.5)),
              ([("usage", "no such use")], gdf.usage == "x")]
     for props, mask in cases:
         got = query_all(p, properties=props, skip_geometry=True)
@@ -404,7 +418,8 @@ def to_3826(geom_84):
 # (CQL2 text, pandas/geopandas mask on the buildings frame)
 CQL_CASES = [
     ("height > 10", lambda g: g.height > 10),
-    ("height >= 10 AND usage = 'commercial'", lambda g: (g.height >= 10) & (g.usage == "commercial")),
+    ("height >= 10 AND usage = 'commercial'",
+     lambda g: (g.height >= 10) & (g.usage == "commercial")),
     ("usage = 'industrial' OR storeys = 5", lambda g: (g.usage == "industrial") | (g.storeys == 5)),
     ("NOT (usage = 'residential')", lambda g: g.usage.notna() & (g.usage != "residential")),
     ("usage <> 'residential'", lambda g: g.usage.notna() & (g.usage != "residential")),
@@ -416,18 +431,21 @@ CQL_CASES = [
     ("name LIKE '%School'", lambda g: g.name.str.endswith("School").fillna(False)),
     ("name NOT LIKE 'Dacun C%'",
      lambda g: g.name.notna() & ~g.name.str.startswith("Dacun C").fillna(True)),
-    ("CASEI(name) LIKE '%school%'", lambda g: g.name.str.lower().str.contains("school").fillna(False)),
+    ("CASEI(name) LIKE '%school%'",
+     lambda g: g.name.str.lower().str.contains("school").fillna(False)),
     ("roof_type IN ('dome', 'pyramid')", lambda g: g.roof_type.isin(["dome", "pyramid"])),
     ("storeys NOT IN (1, 2, 3)", lambda g: g.storeys.notna() & ~g.storeys.isin([1, 2, 3])),
     ("height BETWEEN 5 AND 7.5", lambda g: g.height.between(5, 7.5)),
-    ("year_built NOT BETWEEN 1980 AND 2010", lambda g: g.year_built.notna() & ~g.year_built.between(1980, 2010)),
+    ("year_built NOT BETWEEN 1980 AND 2010",
+     lambda g: g.year_built.notna() & ~g.year_built.between(1980, 2010)),
     ("name IS NULL", lambda g: g.name.isna()),
     ("name IS NOT NULL", lambda g: g.name.notna()),
     ("ridge_direction IS NULL AND height > 8", lambda g: g.ridge_direction.isna() & (g.height > 8)),
     ("height / storeys > 4", lambda g: (g.height / g.storeys) > 4),
     ("storey_height * storeys + roof_height > 12",
      lambda g: g.storey_height * g.storeys + g.roof_height > 12),
-    ("S_INTERSECTS(geometry, POLYGON((120.61 24.055, 120.625 24.056, 120.62 24.068, 120.61 24.055)))",
+    ("S_INTERSECTS(geometry, POLYGON((120.61 24.055, 120.625 24.056, 120.62 24.068, "
+     "120.61 24.055)))",
      lambda g: g.intersects(to_3826(shapely.Polygon(
          [(120.61, 24.055), (120.625, 24.056), (120.62, 24.068)])))),
     ("S_WITHIN(geometry, POLYGON((120.61 24.055, 120.625 24.056, 120.62 24.068, 120.61 24.055)))",
@@ -598,12 +616,13 @@ def test_replaced_store_is_reread(tmp_path, gpkg):
 
 # -- through pygeoapi's API code ----------------------------------------------------------------
 
-def pygeoapi_items(pdef, **params):
-    """GET /collections/buildings/items through pygeoapi's own request handling (no HTTP)."""
+def pygeoapi_items(pdef, item=None, body=None, **params):
+    """GET /collections/buildings/items (or one item, or a POST with a CQL2-JSON body) through
+    pygeoapi's own request handling (no HTTP)."""
     from urllib.parse import urlencode
 
     from pygeoapi.api import API, APIRequest
-    from pygeoapi.api.itemtypes import get_collection_items
+    from pygeoapi.api.itemtypes import get_collection_item, get_collection_items
     from starlette.requests import Request
 
     config = {
@@ -625,8 +644,13 @@ def pygeoapi_items(pdef, **params):
     scope = {"type": "http", "method": "GET", "path": "/collections/buildings/items",
              "query_string": urlencode({"f": "json", **params}).encode(), "headers": []}
     req = APIRequest(Request(scope), ["en-US"])
-    headers, status, body = get_collection_items(api, req, "buildings")
-    return status, headers, json.loads(body)
+    if body is not None:
+        req._data = json.dumps(body).encode()
+    if item is not None:
+        headers, status, out = get_collection_item(api, req, "buildings", item)
+    else:
+        headers, status, out = get_collection_items(api, req, "buildings")
+    return status, headers, json.loads(out)
 
 
 def test_through_pygeoapi(gpkg):
@@ -663,6 +687,18 @@ def test_through_pygeoapi(gpkg):
     poly = to_3826(shapely.Polygon([(120.61, 24.055), (120.625, 24.056), (120.62, 24.068)]))
     assert status == 200 and [f["id"] for f in fc4["features"]] == sorted(
         gdf.index[gdf.intersects(poly)])
+
+    box84 = [120.615, 24.06, 120.622, 24.066]
+    status, _, fc5 = pygeoapi_items(pdef, body={
+        "op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": box84}]}, limit=1000)
+    assert status == 200 and [f["id"] for f in fc5["features"]] == sorted(
+        gdf.index[gdf.intersects(densified(box84, "OGC:CRS84", 3826))])
+
+    fid = fc["features"][0]["id"]
+    status, _, one = pygeoapi_items(pdef, item=str(fid), crs=EPSG.format(4326))
+    assert status == 200 and one["geometry"] == fc2["features"][0]["geometry"]
+    status, _, _ = pygeoapi_items(pdef, item="123456789")
+    assert status == 404
 
     status, _, err = pygeoapi_items(pdef, filter="nope = 3")
     assert status == 400 and "nope" in err["description"]

@@ -52,7 +52,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +169,13 @@ def _box_area(bbox: list[float], crs: pyproj.CRS, layer_crs: pyproj.CRS) -> _Are
         x0, y0, x1, y1 = y0, x0, y1, x1
     tr = _transformer(crs, layer_crs)
     if tr is None:
-        geom = shapely.box(x0, y0, x1, y1)
-        return _Area(geom, (x0, y0, x1, y1), (x0, y0, x1, y1), is_box=True)
+        if x0 < x1 and y0 < y1:
+            return _Area(shapely.box(x0, y0, x1, y1), (x0, y0, x1, y1), (x0, y0, x1, y1),
+                         is_box=True)
+        # a box without area is a line or a point
+        geom = shapely.Point(x0, y0) if (x0, y0) == (x1, y1) else \
+            shapely.LineString([(x0, y0), (x1, y1)])
+        return _Area(geom, (x0, y0, x1, y1), None)
     t = np.linspace(0.0, 1.0, DENSIFY + 1)
     xs = x0 + (x1 - x0) * t
     ys = y0 + (y1 - y0) * t
@@ -519,8 +523,8 @@ class _GpkgLayer(_Layer):
             rtree = f"rtree_{table}_{self.geom_col}"
             self.rtree = _quote(rtree) if con.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = ?", (rtree,)).fetchone() else None
-            self.has_ogr_count = con.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'gpkg_ogr_contents'").fetchone() is not None
+            self.has_ogr_count = bool(con.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'gpkg_ogr_contents'").fetchone())
         self.booleans = {n for n, f in self.fields.items() if f.type == "boolean"}
 
     @contextlib.contextmanager
