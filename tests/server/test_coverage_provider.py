@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -313,7 +314,7 @@ def pg_demo(postgis_url, demo_store):
 
     from gis.etl.ingest import ingest, load_manifest
 
-    schema = "t_coverage_provider"
+    schema = f"t_coverage_provider_{os.getpid()}"  # one per xdist worker
     con = psycopg2.connect(postgis_url)
     con.autocommit = True
     with con.cursor() as cur:

@@ -4,6 +4,7 @@ plain Python; record shape; paging; pygeoapi's records API; PostGIS."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -307,7 +308,7 @@ def pg_demo(postgis_url, demo_store):
 
     from gis.etl.ingest import ingest, load_manifest
 
-    schema = "t_records_provider"
+    schema = f"t_records_provider_{os.getpid()}"  # one per xdist worker
     con = psycopg2.connect(postgis_url)
     con.autocommit = True
     with con.cursor() as cur:

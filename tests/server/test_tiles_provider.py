@@ -434,7 +434,7 @@ def pg_demo(postgis_url, demo_store):
 
     from gis.etl.ingest import ingest, load_manifest
 
-    schema = "t_tiles_provider"
+    schema = f"t_tiles_provider_{os.getpid()}"  # one per xdist worker
     con = psycopg2.connect(postgis_url)
     con.autocommit = True
     with con.cursor() as cur:
