@@ -276,35 +276,42 @@ def _load_gpkg_layer(path: str, table: str) -> _Layer:
 
 
 # -- PostGIS ----------------------------------------------------------------------------------
-_POOLS: dict[str, Any] = {}
+_IDLE: dict[tuple[int, str], list[Any]] = {}
+MAX_IDLE = 8
 
 
 @contextlib.contextmanager
 def pg_cursor(url: str) -> Iterator[Any]:
-    """A cursor from a small per-process pool of autocommit connections to the store's database."""
+    """A cursor on an autocommit connection to the store's database, kept for reuse afterwards
+    (up to ``MAX_IDLE`` idle connections per database and process)."""
     import psycopg2
-    from psycopg2.pool import ThreadedConnectionPool
 
     dsn, _ = pg_split(url)
+    key = (os.getpid(), dsn)  # never reuse a connection a parent process opened
     with _LOCK:
-        pool = _POOLS.get(dsn)
-        if pool is None:
-            pool = _POOLS[dsn] = ThreadedConnectionPool(0, 8, dsn, connect_timeout=10)
-    try:
-        con = pool.getconn()
-    except psycopg2.Error as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ProviderConnectionError(user_msg=f"cannot connect to PostGIS: {message}") from err
-    broken = False
-    try:
+        idle = _IDLE.setdefault(key, [])
+        con = idle.pop() if idle else None
+    if con is None or con.closed:
+        try:
+            con = psycopg2.connect(dsn, connect_timeout=10)
+        except psycopg2.Error as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else \
+                type(err).__name__
+            raise ProviderConnectionError(user_msg=f"cannot connect to PostGIS: {message}") from err
         con.autocommit = True
+    reuse = False
+    try:
         with con.cursor() as cur:
             yield cur
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
-        broken = True
-        raise
+        reuse = True
     finally:
-        pool.putconn(con, close=broken or con.closed != 0)
+        if reuse and not con.closed:
+            with _LOCK:
+                if len(idle) < MAX_IDLE:
+                    idle.append(con)
+                    con = None
+        if con is not None:
+            con.close()
 
 
 def _pg_signature(cur, schema: str, table: str) -> str:
