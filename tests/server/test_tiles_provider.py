@@ -492,3 +492,20 @@ def test_cache_files_are_private_to_the_layer(demo_store, tmp_path):
     assert ra != rb
     assert list(decode(ra)) == ["roads"] and list(decode(rb)) == ["rail"]
     assert sorted(os.listdir(tmp_path)) == ["rail", "roads"]
+
+
+def test_unwritable_cache_still_serves_tiles(demo_store, tmp_path):
+    blocker = tmp_path / "mvt"
+    d = provider_def(demo_store, "rail", cache=str(blocker))
+    p = StoreMVTProvider(d)
+    lon, lat = centre_lonlat(demo_store, "rail")
+    x, y = merc_tile(lon, lat, 13)
+    shutil.rmtree(blocker / "rail")
+    (blocker / "rail").write_text("a file where the cache folder should be")
+    data, how = p.tile("WebMercatorQuad", 13, y, x)
+    assert how == "generated" and decode(data)["rail"]["features"]
+    # a cache that cannot even be set up: tiles are served uncached
+    (tmp_path / "file").write_text("not a folder")
+    q = StoreMVTProvider(provider_def(demo_store, "roads", cache=str(tmp_path / "file" / "mvt")))
+    assert q.cache is None
+    assert q.tile("WebMercatorQuad", 13, y, x)[1] == "generated"

@@ -548,7 +548,11 @@ class StoreMVTProvider(BaseMVTProvider):
         self._service_metadata_url = None
         self._layer = layer_info(self.data, self.table)
         if self.cache is not None:
-            self._stamp_cache(self._layer)
+            try:
+                self._stamp_cache(self._layer)
+            except OSError as err:  # serve uncached rather than not at all
+                LOG.warning("tile cache %s unusable, serving uncached: %s", self.cache, err)
+                self.cache = None
 
     def __repr__(self) -> str:
         return f"<StoreMVTProvider> {redact(self.data)} {self.table}"
@@ -627,7 +631,7 @@ class StoreMVTProvider(BaseMVTProvider):
         if path is not None:
             try:
                 data = path.read_bytes()
-            except FileNotFoundError:
+            except OSError:  # not cached yet (or the cache is unusable): make it
                 pass
             else:
                 return (data or None), "cached"
@@ -646,7 +650,10 @@ class StoreMVTProvider(BaseMVTProvider):
         else:
             data = self._gpkg_tile(layer, matrix, bounds, padded, simplify)
         if path is not None:
-            _write_atomic(path, data or b"")
+            try:
+                _write_atomic(path, data or b"")
+            except OSError as err:  # a full or read-only disk costs speed, not the tile
+                LOG.warning("cannot cache tile %s: %s", path, err)
         return data, ("generated" if data else "empty")
 
     def _query_box(self, layer: _Layer, matrix: TileMatrix, padded) -> tuple[float, ...]:
