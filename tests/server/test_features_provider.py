@@ -61,7 +61,7 @@ def pg(postgis_url, demo_store):
     """The demo sources ingested into a PostGIS schema of this module."""
     from gis.etl.ingest import ingest, load_manifest
 
-    schema = "t_features_provider"
+    schema = f"t_features_provider_{os.getpid()}"  # one per pytest-xdist worker
     con = psycopg2.connect(postgis_url)
     con.autocommit = True
     with con.cursor() as cur:

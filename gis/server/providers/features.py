@@ -35,8 +35,17 @@ the spec says ``always_xy``: CRS84 is lon/lat, EPSG:4326 lat/lon. Geographic coo
 rounded to 1e-7 degree, projected ones to the millimetre.
 
 A ``bbox`` argument is, as pygeoapi passes it, already in the storage CRS (pygeoapi converts a
-``bbox-crs`` bbox by its two corners before calling ``query``); callers that have the bbox in
+``bbox-crs`` bbox by its lower-left and upper-right corners before calling ``query``, which
+moves the edges of a lon/lat box by ~2 m per 800 m in TWD97); callers that have the bbox in
 another CRS pass ``bbox_crs`` and the box is converted exactly (edges densified) instead.
+
+CQL2: pygeoapi 0.24 has no per-provider switch. It lists the ``cql2-text`` and ``basic-cql2``
+conformance classes for every server with a feature collection, parses ``filter`` (CQL2 text) or
+a POSTed CQL2-JSON body itself, moves geometry literals to the storage CRS (tagging them with
+it), and hands the AST to every feature provider as ``filterq``. This provider translates it to
+SQL (see :class:`_Where`); what it cannot translate, and unknown property names, raise
+:class:`StoreQueryError`, which pygeoapi answers with HTTP 400. The queryables are
+:meth:`StoreFeatureProvider.get_fields` plus ``geometry``.
 """
 
 from __future__ import annotations
