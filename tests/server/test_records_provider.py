@@ -48,7 +48,8 @@ def test_every_catalogue_record_as_an_ogc_record(demo_store):
     for rec in recs:
         f = by_id[rec["id"]]
         assert f["type"] == "Feature"
-        assert f["conformsTo"] == ["http://www.opengis.net/spec/ogcapi-records-1/1.0/req/record-core"]
+        assert f["conformsTo"] == [
+            "http://www.opengis.net/spec/ogcapi-records-1/1.0/req/record-core"]
         w, s, e, n = rec["extent"]["bbox"]
         assert f["geometry"] == {"type": "Polygon",
                                  "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}

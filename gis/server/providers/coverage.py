@@ -321,7 +321,8 @@ class StoreCoverageProvider(BaseProvider):
                      "upperBound": maxy, "uomLabel": "m", "resolution": g.res[1]},
                 ],
                 "gridLimits": {
-                    "type": "GridLimitsType", "srsName": "http://www.opengis.net/def/crs/OGC/0/Index2D",
+                    "type": "GridLimitsType",
+                    "srsName": "http://www.opengis.net/def/crs/OGC/0/Index2D",
                     "axisLabels": ["i", "j"],
                     "axis": [{"type": "IndexAxisType", "axisLabel": "i", "lowerBound": 0,
                               "upperBound": g.width - 1},

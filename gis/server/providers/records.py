@@ -323,8 +323,9 @@ class CatalogRecordsProvider(BaseProvider):
             for k in keys:
                 v = props.get(k)
                 for item in (v if isinstance(v, list) else [v]):
-                    if isinstance(item, (str, int, float)) and item not in domains.setdefault(k, []):
-                        domains[k].append(item)
+                    seen = domains.setdefault(k, [])
+                    if isinstance(item, (str, int, float)) and item not in seen:
+                        seen.append(item)
         return {k: sorted(v, key=_sort_key) for k, v in domains.items() if v}, True
 
     def query(self, offset=0, limit=10, resulttype="results", bbox=None, datetime_=None,

@@ -8,10 +8,18 @@ A pygeoapi ``tile`` provider over any vector layer of the base-map store (a GeoP
       data: /srv/ngis/basemap.gpkg            # or postgresql://user:pw@host/db?schema=basemap
       options:
         table: buildings
-        cache: /srv/ngis/cache/mvt           # optional: tiles under <cache>/<table>/<tms>/<z>/<y>/<x>.pbf
+        cache: /srv/ngis/cache/mvt           # optional; <cache>/<table>/<tms>/<z>/<y>/<x>.pbf
         zoom: {min: 12, max: 18}
         schemes: [WebMercatorQuad]           # and/or WorldCRS84Quad
       format: {name: mvt, mimetype: application/vnd.mapbox-vector-tile}
+
+Other options: ``buffer`` (tile units around a tile, default 64), ``simplify`` (tolerance in tile
+units below ``zoom.max``, default 1; 0 to keep every vertex), ``properties`` (the attribute
+columns to write; default every column but ``exclude``, which defaults to the long provenance
+columns ``lineage`` and ``source``).
+
+pygeoapi 0.24 serves a tile only when the request names its format: ``?f=mvt`` (the links it
+writes carry it) or ``Accept: application/vnd.mapbox-vector-tile``; otherwise it answers 400.
 
 A tile is made from the features whose index box meets the tile envelope plus a buffer (the
 GeoPackage R-tree, or the PostGIS GiST index), reprojected to the tile matrix set's CRS, simplified
@@ -352,7 +360,8 @@ def _load_pg_layer(url: str, table: str) -> _Layer:
         signature = _pg_signature(cur, schema, table)
     bounds = None if ext is None or None in ext else tuple(float(v) for v in ext)
     return _Layer(table=table, crs=CRS.from_epsg(int(srid)), srid=int(srid), geom=geom, fid=fid,
-                  columns=columns, geometry_type=str(gtype), bounds=bounds,  # type: ignore[arg-type]
+                  columns=columns, geometry_type=str(gtype),
+                  bounds=bounds,  # type: ignore[arg-type]
                   signature=signature or f"unversioned|{bounds}")
 
 
