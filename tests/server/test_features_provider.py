@@ -725,3 +725,17 @@ def test_random_queries_fuzz(store, gpkg):
                       skip_geometry=True)
         assert ids(got) == want[2:42] and got["numberMatched"] == len(want)
         assert re.fullmatch(r"\d+", str(got["numberMatched"]))
+
+
+def test_cached_transform_bbox_equals_pygeoapis():
+    from pygeoapi.crs import transform_bbox as stock
+
+    from gis.server.providers.features import transform_bbox
+
+    for bbox, src, dst in [([120.6, 24.0, 120.7, 24.1], CRS84, EPSG.format(3826)),
+                           ([24.0, 120.6, 24.1, 120.7], EPSG.format(4326), EPSG.format(3826)),
+                           ([210000, 2660000, 212000, 2662000], EPSG.format(3826), CRS84),
+                           ([-170, -89, 170, 89], CRS84, EPSG.format(3857)),
+                           ([120.6, 24.0, 0, 120.7, 24.1, 10], CRS84, EPSG.format(3826))]:
+        assert transform_bbox(bbox, src, dst) == stock(bbox, src, dst)
+        assert transform_bbox(bbox, src, dst) == stock(bbox, src, dst)  # cached

@@ -1367,6 +1367,28 @@ class StoreFeatureProvider(BaseProvider):
                        _swapped(target) and not always_xy)
 
 
+def transform_bbox(bbox: list, from_crs, to_crs, always_xy: bool = False) -> list:
+    """``pygeoapi.crs.transform_bbox`` with cached transformers.
+
+    pygeoapi 0.24 builds a new pyproj transformer for every request with a ``bbox`` (~17 ms for
+    CRS84 to TWD97, most of such a request's time). This function gives the same numbers (the
+    two corners, in the CRSs' axis orders, Web Mercator clipped at 85.0511 degrees) from a cached
+    transformer. Nothing installs it: a server may, as ``pygeoapi.api.itemtypes.transform_bbox``.
+    """
+    source, target = _crs(from_crs), _crs(to_crs)
+    key = ("bbox", source.srs, target.srs, bool(always_xy))
+    tr = _TRANSFORMERS.get(key)
+    if tr is None:
+        with _CACHE_LOCK:
+            tr = _TRANSFORMERS.get(key) or pyproj.Transformer.from_crs(source, target,
+                                                                        always_xy=always_xy)
+            _TRANSFORMERS[key] = tr
+    if target.to_epsg() == 3857:
+        bbox = [bbox[0], max(-85.0511, bbox[1]), bbox[2], min(85.0511, bbox[3])]
+    n = len(bbox) // 2
+    return list(tr.transform(*bbox[:n]) + tr.transform(*bbox[n:]))
+
+
 _WKT_CRS: dict[str, pyproj.CRS] = {}
 
 
@@ -1377,4 +1399,4 @@ def _crs_from_wkt(wkt: str) -> pyproj.CRS:
     return crs
 
 
-__all__ = ["StoreFeatureProvider", "StoreQueryError"]
+__all__ = ["StoreFeatureProvider", "StoreQueryError", "transform_bbox"]
