@@ -185,6 +185,19 @@ def _rows(a: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
+def _geodetic_shared(p: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`tiles.placement.geodetic` of mesh vertices, projecting each distinct (x, y) once
+    (walls, roofs and floors repeat the footprint's corners); the same numbers, since every
+    point is projected on its own and h = H + N either way."""
+    xy = np.empty(len(p), np.complex128)
+    xy.real, xy.imag = p[:, 0], p[:, 1]
+    codes, unique = pd.factorize(xy)
+    if len(unique) > 0.75 * len(p):
+        return geodetic(p[:, 0], p[:, 1], p[:, 2], crs)
+    lon, lat, n = geodetic(unique.real, unique.imag, np.zeros(len(unique)), crs)
+    return lon[codes], lat[codes], p[:, 2] + n[codes]
+
+
 class Geometry:
     """A mesh placed in a tile frame, ready to encode.
 
@@ -199,8 +212,7 @@ class Geometry:
     def __init__(self, mesh: Mesh, crs: str, frame: LocalFrame | None = None) -> None:
         if mesh.n_triangles == 0:
             raise ValueError("cannot write an empty mesh")
-        p = mesh.positions
-        lon, lat, h = geodetic(p[:, 0], p[:, 1], p[:, 2], crs)
+        lon, lat, h = _geodetic_shared(mesh.positions, crs)
         self.frame = frame or LocalFrame.around(lon, lat, h)
         self.local = self.frame.from_ecef(*geodetic_to_ecef(lon, lat, h))
         tri = mesh.indices

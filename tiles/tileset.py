@@ -142,7 +142,9 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
         tree: The tile tree (:func:`build_tileset`).
         out_dir: Target directory; replaced as a whole.
         content_writer: Source of content bytes and fingerprints (e.g.
-            :class:`tiles.content.MeshContent`); its ``extension`` is ``glb`` or ``b3dm``.
+            :class:`tiles.content.MeshContent`); its ``extension`` is ``glb`` or ``b3dm``. With
+            ``gzipped = True`` it hands over content already gzip-compressed (``gzip`` runs
+            the compression on its workers then).
         version: ``1.1`` (glb or b3dm content) or ``1.0`` (b3dm content only).
         implicit: Write QUADTREE implicit tiling with binary subtrees (1.1 only).
         gzip: Store content and subtree files gzip-compressed (same names).
@@ -195,7 +197,7 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
                 reused += 1
             else:
                 data = content_writer.write(t.features)
-                if gzip:
+                if gzip and not getattr(content_writer, "gzipped", False):
                     data = gzip_module.compress(data, compresslevel=9, mtime=0)
                 target.write_bytes(data)
                 written += 1

@@ -64,18 +64,22 @@ def build(ctx, store, layer, input_, lod, dem, out, tiles_version, implicit, com
         raise click.UsageError("give either --store (with --layer) or --input")
     if store and not layer:
         raise click.UsageError("--store needs --layer")
-    frame, standard, surfaces, dem_source, name = _load(store, layer, input_, dem, target_crs)
+    layer_in, standard, surfaces, dem_source, name = _load(store, layer, input_, dem, target_crs)
     options = TilesOptions(lod=lod, version=tiles_version, implicit=implicit, compress=compress,
                            gzip=gzip_, max_features=max_features, workers=workers,
                            scheduler=scheduler)
     from tqdm import tqdm
 
-    with tqdm(total=len(frame), unit="feature", desc=f"tiles {name}", file=sys.stderr,
+    with tqdm(total=None, unit="feature", desc=f"tiles {name}", file=sys.stderr,
               disable=not progress_enabled(ctx)) as bar:
-        summary = build_tiles(frame, standard, out, dem=dem_source, surfaces=surfaces,
+        def planned(n):
+            bar.total = n
+            bar.refresh()
+
+        summary = build_tiles(layer_in, standard, out, dem=dem_source, surfaces=surfaces,
                               class_name=name if name in ("buildings", "roads", "rail",
                                                           "pipelines") else standard,
-                              options=options, progress=bar.update)
+                              options=options, progress=bar.update, on_plan=planned)
     for note in summary.notes:
         click.echo(f"note: {note}", err=True)
     if not (ctx.find_root().obj or {}).get("quiet"):
@@ -86,50 +90,71 @@ def build(ctx, store, layer, input_, lod, dem, out, tiles_version, implicit, com
 
 
 def _load(store, layer, input_, dem, target_crs):
-    """(frame, standard, surfaces, dem, name) from a store layer or a source file."""
+    """(layer, standard, surfaces, dem, name) from a store layer (read tile by tile by the job;
+    the DEM is loaded only if the job needs it) or a source file (read here)."""
     import standards
-    from gis.io import read_dem, read_source
+    from gis.etl.tiles_job import StoreLayer
+    from gis.io import read_source
     from gis.store import open_store
     from gis.validate import validate_layer
 
     surfaces = dem_source = None
     if store:
         st = open_store(store)
-        frame = st.read(layer)
+        crs = st.read_fids(layer, []).crs  # checks the layer is features; reads no row
         rec = st.record(layer)
         standard = (rec.get("standard") or "").split(" ")[0] or None
         if standard is None:
             raise DataError(f"layer {layer!r} follows no standard; 3D Tiles need one",
                             path=store)
-        if f"{layer}_surfaces" in st.layers():
-            surfaces = st.read(f"{layer}_surfaces")
-        if dem is None and "dem" in st.layers() and st.record("dem").get("crs") == \
-                CRS.from_user_input(frame.crs).to_string():
-            dem_source = st.read_raster("dem")
+        layers = st.layers()
+        source = StoreLayer(store, layer, f"{layer}_surfaces"
+                            if f"{layer}_surfaces" in layers else None)
+        crs_text = None if crs is None else CRS.from_user_input(crs).to_string()
+        if dem is None and "dem" in layers and st.record("dem").get("crs") == crs_text:
+            dem_source = lambda: st.read_raster("dem")  # noqa: E731 - loaded when needed
         elif dem is not None and not os.path.exists(dem):
-            try:
-                dem_source = st.read_raster(dem)
-            except LayerNotFoundError as err:
-                raise DataError(f"--dem {dem!r} is neither a file nor a raster layer of the "
-                                "store") from err
-        name = layer
-    else:
-        layers = read_source(input_)
-        lyr = layers[0]
-        report = validate_layer(lyr)
-        if report.issues:
-            for line in report.lines()[:20]:
-                click.echo(line)
-            raise DataError(f"{len(report.issues)} problem(s): fix them or ingest with "
-                            "--skip-invalid first", path=input_)
-        standard = report.standard
-        frame = lyr.frame.to_crs(target_crs)
-        if "surfaces" in lyr.extras:
-            surfaces = lyr.extras["surfaces"].to_crs(target_crs)
-        name = standards.load(standard).layer
-    if dem is not None and dem_source is None:
-        dem_source = read_dem(dem, target_crs=CRS.from_user_input(frame.crs))
-    return frame, standard, surfaces, dem_source, name
+            dem_source = _store_raster(st, layers, dem)
+        return source, standard, surfaces, dem_source or _file_dem(dem, crs), layer
+    layers = read_source(input_)
+    lyr = layers[0]
+    report = validate_layer(lyr)
+    if report.issues:
+        for line in report.lines()[:20]:
+            click.echo(line)
+        raise DataError(f"{len(report.issues)} problem(s): fix them or ingest with "
+                        "--skip-invalid first", path=input_)
+    standard = report.standard
+    frame = lyr.frame.to_crs(target_crs)
+    if "surfaces" in lyr.extras:
+        surfaces = lyr.extras["surfaces"].to_crs(target_crs)
+    name = standards.load(standard).layer
+    return frame, standard, surfaces, _file_dem(dem, frame.crs), name
+
+
+def _file_dem(dem, crs):
+    """A DEM file reprojected to the layer CRS (None without --dem)."""
+    from gis.io import read_dem
+
+    if dem is None or not os.path.exists(dem):
+        return None
+    return read_dem(dem, target_crs=CRS.from_user_input(crs))
+
+
+def _store_raster(st, layers, name):
+    """The store's raster ``name``, loaded when the job needs it (errors now if it is none)."""
+    kind = getattr(st, "layer_kind", lambda _: "2d-gridded-coverage")
+    if name not in layers or kind(name) != "2d-gridded-coverage":
+        raise DataError(f"--dem {name!r} is neither a file nor a raster layer of the store")
+
+    def load():
+        try:
+            return st.read_raster(name)
+        except LayerNotFoundError as err:
+            raise DataError(f"--dem {name!r} is neither a file nor a raster layer of the "
+                            "store") from err
+
+    return load
 
 
 @command.command("info")

@@ -1,21 +1,36 @@
-"""``ngis tiles build``: a store layer (or a source file) -> meshes -> a 3D Tiles tileset.
+"""``ngis tiles build``: a store layer (or a frame) -> meshes -> a 3D Tiles tileset, tile by tile.
 
-The driver reads the layer, resolves heights (sampling the DEM where the records have no ground
-elevation), tiles the features (:func:`tiles.tiling.build_tileset`), and hands each tile to a
-content builder that makes the tile's meshes and encodes them. Tiles are independent, so the
-builders run on dask.distributed: a LocalCluster on this machine by default (``workers``), or a
-running scheduler (``scheduler="tcp://host:8786"``). Only the tiles whose content changed since the
-previous build are built (:mod:`tiles.tileset` reuses the rest).
+The job never holds a whole layer. It runs in two passes:
+
+1. **Plan** (:func:`plan_layer`): a light pass over the layer that reads each feature's id,
+   envelope, geometry type and the few columns the heights need, but no geometry
+   (``Store.read_envelopes``: the GeoPackage geometry header, PostGIS ``ST_XMin``...). Buildings
+   without a ground elevation read their footprints (to sample the DEM) in batches of at most
+   ``max_features`` rows; lines, which are cut into pieces and draped, read theirs in such
+   batches too. What stays is a few numbers per feature: fid, bounds, heights. The quadtree
+   (:func:`tiles.tiling.build_tileset`) is planned from those, so every feature lands in exactly
+   one tile (its own fid list).
+2. **Build**: each tile with content reads just its rows (``Store.read_fids``), fingerprints them,
+   and, unless the previous tileset has that fingerprint, builds the meshes and encodes the
+   content (:func:`tile_content`). Peak memory is the plan plus the largest tile, not the layer.
+
+Tiles are independent, so they can be built on dask.distributed: a LocalCluster on this machine
+(``workers`` > 1), or a running scheduler (``scheduler="tcp://host:8786"``). A worker receives a
+tile's fids (and heights, or its DEM window for lines), the store URI and the options, reads its
+own rows and returns the content bytes; no frames travel. Only tiles whose content changed since
+the previous build are built (:mod:`tiles.tileset` reuses the rest).
 """
 
 from __future__ import annotations
 
+import gzip as gzip_module
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +43,6 @@ import shapely.ops
 from affine import Affine
 from pyproj import CRS
 
-import standards
 from gis.errors import DataError
 from gis.io.raster import DemSource
 from gis.mesh.base import Mesh
@@ -37,12 +51,23 @@ from gis.mesh.terrain import sample_dem
 from tiles.b3dm import write_b3dm
 from tiles.content import ENCODER_VERSION
 from tiles.glb import GENERATOR, write_glb
-from tiles.tileset import write_tileset
+from tiles.tileset import _read_manifest, write_tileset
 from tiles.tiling import build_tileset
 
 log = logging.getLogger(__name__)
 
 KINDS = {"building": "buildings", "road": "roads", "rail": "rail", "pipeline": "pipelines"}
+#: Geometry types (shapely ids) each kind is built from.
+WANTED = {"building": (3, 6), "road": (1, 5), "rail": (1, 5), "pipeline": (1, 5)}
+#: Columns the plan reads for building heights (besides envelopes).
+HEIGHT_COLUMNS = ("height", "storeys", "storey_height", "roof_height", "roof_type",
+                  "ground_elevation")
+#: Version of the tile fingerprint (part of every fingerprint: a change rebuilds everything).
+DIGEST_VERSION = 2
+_TYPE_IDS = {"POINT": 0, "LINESTRING": 1, "LINEARRING": 2, "POLYGON": 3, "MULTIPOINT": 4,
+             "MULTILINESTRING": 5, "MULTIPOLYGON": 6, "GEOMETRYCOLLECTION": 7}
+_TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
+               5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 
 
 @dataclass
@@ -57,7 +82,8 @@ class TilesOptions:
         compress: ``none``, ``quantize`` (KHR_mesh_quantization) or ``meshopt``
             (+ EXT_meshopt_compression).
         gzip: Store content gzip-compressed (serve with ``Content-Encoding: gzip``).
-        max_features: Features per tile before a tile splits.
+        max_features: Features per tile before a tile splits (also the most rows the plan reads
+            with geometry at once).
         workers: Local dask worker processes (1: build in this process).
         scheduler: Address of a running dask scheduler (overrides ``workers``).
     """
@@ -86,272 +112,260 @@ class TilesSummary:
     bytes: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    largest_tile: int = 0
 
 
-# -- per-tile builders (module level: they run on dask workers) ---------------------------------
+@dataclass(frozen=True)
+class StoreLayer:
+    """A layer of a store, read tile by tile (never whole). Small enough to send to workers.
 
-@dataclass
-class TileInput:
-    """Everything one tile's builder needs, small enough to ship to a worker."""
+    Attributes:
+        uri: Store URI (GeoPackage path or ``postgresql://`` URL).
+        layer: Feature layer.
+        surfaces: Table of the layer's CityGML boundary surfaces (``building_id``,
+            ``surface_type``, 3D geometry) for LOD2, or None.
+    """
 
-    frame: gpd.GeoDataFrame
-    kind: str
-    lod: int
-    dem: np.ndarray | None = None
-    dem_transform: Affine | None = None
-    surfaces: gpd.GeoDataFrame | None = None
-    attrs: pd.DataFrame | None = None
-
-
-def build_mesh(t: TileInput) -> tuple[Mesh, MeshReport]:
-    """The mesh of one tile's features (feature id = row of ``t.frame``)."""
-    from gis import mesh as m
-
-    report = MeshReport()
-    f = t.frame
-    geoms = np.asarray(f.geometry.array, dtype=object)
-    if t.kind == "building":
-        base, eave, top = f["_base"].to_numpy(), f["_eave"].to_numpy(), f["_top"].to_numpy()
-        if t.lod == 1:
-            return m.extrude(geoms, base, top, report=report), report
-        parts = []
-        with_surfaces = np.zeros(len(f), bool)
-        if t.surfaces is not None and len(t.surfaces):
-            rows = pd.Index(f["id"]).get_indexer(t.surfaces["building_id"])
-            keep = rows >= 0
-            parts.append(m.triangulate_surfaces(np.asarray(t.surfaces.geometry.array)[keep],
-                                                rows[keep], t.surfaces["surface_type"][keep],
-                                                report=report))
-            with_surfaces[rows[keep]] = True
-        rest = np.flatnonzero(~with_surfaces)
-        if len(rest):
-            sub = m.lod2_from_attributes(geoms[rest], base[rest], eave[rest], top[rest],
-                                         f["roof_type"].to_numpy(object)[rest],
-                                         f["ridge_direction"].to_numpy(float)[rest],
-                                         report=report)
-            sub.feature_ids = rest[sub.feature_ids].astype(np.uint32)
-            parts.append(sub)
-        return Mesh.concat(parts), report
-    if t.kind in ("road", "rail"):
-        width = f["width"].to_numpy(float) if "width" in f else np.full(len(f), np.nan)
-        width = np.where(np.isfinite(width), width, 4.0 if t.kind == "rail" else 7.0)
-        return m.ribbons(geoms, width, f["level"].to_numpy(object), f["deck_height"].to_numpy(float),
-                         f["depth"].to_numpy(float), t.dem, t.dem_transform, kind=t.kind,
-                         report=report), report
-    if t.kind == "pipeline":
-        inverts = None
-        if {"invert_start", "invert_end"} <= set(f.columns):
-            inverts = np.c_[f["invert_start"].to_numpy(float), f["invert_end"].to_numpy(float)]
-        return m.tubes(geoms, f["diameter"].to_numpy(float), f["depth"].to_numpy(float), t.dem,
-                       t.dem_transform, inverts=inverts, utilities=f["utility"].to_numpy(object),
-                       report=report), report
-    raise DataError(f"no 3D builder for {t.kind!r} layers")
+    uri: str
+    layer: str
+    surfaces: str | None = None
 
 
-def encode_tile(t: TileInput, standard: str, fmt: str, compress: str, class_name: str,
-                crs: str) -> tuple[bytes, list[str]]:
-    """Build and encode one tile; returns the bytes and the builder's notes."""
-    mesh, report = build_mesh(t)
-    attrs = t.attrs if t.attrs is not None else _attributes(t.frame)
-    attrs = attrs.reset_index(drop=True)
-    notes = [f"{attrs.iloc[i].get('id', i)}: {why}" for i, why in report.skipped]
-    if mesh.n_triangles == 0:
-        raise DataError(f"a tile of {len(attrs)} features produced no triangles: "
-                        + "; ".join(notes[:3]))
-    if fmt == "b3dm":
-        data = write_b3dm(mesh, attrs, standard, class_name=class_name, crs=crs, compress=compress)
-    else:
-        data = write_glb(mesh, attrs, standard, compress=compress, class_name=class_name, crs=crs)
-    return data, notes
+# -- where rows come from -----------------------------------------------------------------------
 
-
-def _attributes(frame: gpd.GeoDataFrame) -> pd.DataFrame:
-    """The attribute table the tiles carry: no geometry, no internal (``_``) columns."""
-    return pd.DataFrame(frame.drop(columns=[c for c in frame.columns
-                                            if c.startswith("_") or c == frame.geometry.name]))
-
-
-# -- the content writer tiles.tileset calls ---------------------------------------------------
-
-class FeatureContent:
-    """Content writer that builds each tile's meshes on demand (never the whole layer at once),
-    optionally ahead of time on dask workers."""
-
-    def __init__(self, frame: gpd.GeoDataFrame, standard: str, kind: str, options: TilesOptions,
-                 class_name: str, crs: str, dem: DemSource | None,
-                 surfaces: gpd.GeoDataFrame | None):
-        self.frame, self.standard, self.kind, self.options = frame, standard, kind, options
-        self.class_name, self.crs, self.dem, self.surfaces = class_name, crs, dem, surfaces
-        self.extension = "b3dm" if options.version == "1.0" else "glb"
-        self.settings: dict[str, Any] = {
-            "generator": GENERATOR, "encoder": ENCODER_VERSION, "format": self.extension,
-            "compress": options.compress, "standard": standard, "class": class_name, "crs": crs,
-            "lod": options.lod, "kind": kind,
-            "dem": None if dem is None else _dem_digest(dem)}
-        self._digests = _feature_digests(frame, surfaces)
-        self._attrs = _attributes(frame)
-        self._pending: dict[str, Any] = {}
-        self.notes: list[str] = []
-
-    def digest(self, features: np.ndarray) -> str:
-        h = hashlib.blake2b(json.dumps(self.settings, sort_keys=True).encode(), digest_size=20)
-        for f in np.asarray(features, np.int64):
-            h.update(self._digests[f])
-        return h.hexdigest()
-
-    def tile_input(self, features: np.ndarray) -> TileInput:
-        sub = self.frame.iloc[np.asarray(features, np.int64)]
-        dem = transform = None
-        if self.dem is not None and self.kind in ("road", "rail", "pipeline"):
-            dem, transform = _dem_window(self.dem, sub.total_bounds)
-        surfaces = None
-        if self.surfaces is not None:
-            surfaces = self.surfaces[self.surfaces["building_id"].isin(sub["id"])]
-        return TileInput(sub, self.kind, self.options.lod, dem, transform, surfaces,
-                         self._attrs.iloc[np.asarray(features, np.int64)])
-
-    def _args(self, features):
-        return (self.tile_input(features), self.standard, self.extension, self.options.compress,
-                self.class_name, self.crs)
-
-    def write(self, features: np.ndarray) -> bytes:
-        key = _key(features)
-        future = self._pending.pop(key, None)
-        data, notes = future.result() if future is not None else encode_tile(*self._args(features))
-        self.notes.extend(notes)
-        if self.on_write is not None:
-            self.on_write(len(features))
-        self._refill()
-        return data
-
-    on_write: Callable[[int], None] | None = None
-    _queue: deque | None = None
-
-    def prefetch(self, client, tile_features: list[np.ndarray], window: int) -> None:
-        """Submit the given tiles' builds to dask, at most ``window`` ahead of the writer."""
-        self._client, self._window = client, window
-        self._queue = deque(tile_features)
-        self._refill()
-
-    def _refill(self) -> None:
-        if self._queue is None:
-            return
-        while self._queue and len(self._pending) < self._window:
-            features = self._queue.popleft()
-            self._pending[_key(features)] = self._client.submit(encode_tile, *self._args(features),
-                                                                pure=False)
-
-
-def _key(features: np.ndarray) -> str:
-    return hashlib.blake2b(np.asarray(features, np.int64).tobytes(), digest_size=16).hexdigest()
-
-
-def _feature_digests(frame: gpd.GeoDataFrame, surfaces) -> list[bytes]:
-    attrs = frame.drop(columns=frame.geometry.name)
-    values = pd.util.hash_pandas_object(attrs, index=False).to_numpy()
-    wkb = shapely.to_wkb(np.asarray(frame.geometry.array, dtype=object))
-    extra: dict[str, bytes] = {}
-    if surfaces is not None and len(surfaces):
-        for bid, group in surfaces.groupby("building_id"):
-            h = hashlib.blake2b(digest_size=8)
-            for g in shapely.to_wkb(np.asarray(group.geometry.array, dtype=object)):
-                h.update(g)
-            extra[bid] = h.digest()
-    ids = frame["id"].to_numpy(object) if "id" in frame else [None] * len(frame)
-    out = []
-    for v, g, i in zip(values, wkb, ids, strict=True):
-        h = hashlib.blake2b(int(v).to_bytes(8, "little") + (g or b""), digest_size=16)
-        h.update(extra.get(i, b""))
-        out.append(h.digest())
+def _type_codes(names: pd.Series) -> np.ndarray:
+    """Shapely geometry type ids from OGC type names (``POLYGON``, ``POLYGON Z``, ``ST_Polygon``,
+    ``POLYGONM``...); -1 for None."""
+    out = np.full(len(names), -1, np.int64)
+    values = names.to_numpy(object)
+    for name in pd.unique(values):
+        if not isinstance(name, str):
+            continue
+        key = name.upper().split()[0].removeprefix("ST_")
+        for suffix in ("ZM", "Z", "M"):
+            if key not in _TYPE_IDS and key.endswith(suffix):
+                key = key[:-len(suffix)]
+        out[values == name] = _TYPE_IDS.get(key, 7)
     return out
 
 
-def _dem_digest(dem: DemSource) -> str:
-    h = hashlib.blake2b(np.ascontiguousarray(dem.data).tobytes(), digest_size=12)
-    h.update(repr(tuple(dem.transform)).encode())
-    return h.hexdigest()
+class FrameSource:
+    """Rows from a GeoDataFrame in memory (``build_tiles(frame)``); fids are row positions."""
+
+    def __init__(self, frame: gpd.GeoDataFrame, surfaces: gpd.GeoDataFrame | None = None):
+        self.frame = frame.reset_index(drop=True)
+        self.crs = frame.crs
+        self.surfaces = None if surfaces is None else surfaces.reset_index(drop=True)
+        self.remote = None
+
+    def envelopes(self, columns: tuple[str, ...]) -> pd.DataFrame:
+        geoms = np.asarray(self.frame.geometry.array, dtype=object)
+        gone = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        out = pd.DataFrame(shapely.bounds(geoms), columns=["minx", "miny", "maxx", "maxy"])
+        out.loc[gone] = np.nan
+        out["geom_type"] = np.where(gone, -1, shapely.get_type_id(geoms))
+        for c in columns:
+            if c in self.frame.columns:
+                out[c] = self.frame[c].to_numpy()
+        return out
+
+    def rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
+        return self.frame.iloc[np.asarray(fids, np.int64)]
+
+    def surface_keys(self) -> pd.Series:
+        return self.surfaces["building_id"]
+
+    def surface_rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
+        return self.surfaces.iloc[np.asarray(fids, np.int64)]
 
 
-def _dem_window(dem: DemSource, bounds, margin_cells: int = 3) -> tuple[np.ndarray, Affine]:
-    inv = ~dem.transform
-    cols, rows = zip(*(inv @ (x, y) for x in bounds[[0, 2]] for y in bounds[[1, 3]]), strict=True)
-    r0 = max(int(np.floor(min(rows))) - margin_cells, 0)
-    c0 = max(int(np.floor(min(cols))) - margin_cells, 0)
-    r1 = min(int(np.ceil(max(rows))) + margin_cells, dem.data.shape[0])
-    c1 = min(int(np.ceil(max(cols))) + margin_cells, dem.data.shape[1])
-    if r1 <= r0 or c1 <= c0:
-        return np.full((1, 1), np.nan, np.float32), dem.transform
-    return dem.data[r0:r1, c0:c1], dem.transform @ Affine.translation(c0, r0)
+class StoreSource:
+    """Rows from a store layer, by fid (``Store.read_envelopes`` / ``Store.read_fids``)."""
+
+    def __init__(self, layer: StoreLayer):
+        from gis.store import open_store
+
+        self.remote = layer
+        self.store = open_store(layer.uri)
+        self.crs = self.store.read_fids(layer.layer, []).crs  # checks the layer, reads no row
+
+    def envelopes(self, columns: tuple[str, ...]) -> pd.DataFrame:
+        env = self.store.read_envelopes(self.remote.layer, list(columns)).copy()
+        env["geom_type"] = _type_codes(env["geom_type"])
+        return env
+
+    def rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
+        return self.store.read_fids(self.remote.layer, fids)
+
+    def surface_keys(self) -> pd.Series:
+        return self.store.read_envelopes(self.remote.surfaces, ["building_id"])["building_id"]
+
+    def surface_rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
+        return self.store.read_fids(self.remote.surfaces, fids)
 
 
-# -- the driver ---------------------------------------------------------------------------------
+_OPEN: dict[tuple[StoreLayer, int], StoreSource] = {}
 
-def prepare(frame: gpd.GeoDataFrame, standard: str, dem: DemSource | None,
-            notes: list[str]) -> tuple[gpd.GeoDataFrame, np.ndarray, DemSource | None]:
-    """Drop what cannot be built (saying so), add internal height columns, and return the frame
-    with the per-feature (minx, miny, maxx, maxy, minz, maxz) bounds the tiling needs."""
-    kind = standard
-    frame = frame.reset_index(drop=True)
-    geoms = np.asarray(frame.geometry.array, dtype=object)
-    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    wanted = {"building": (3, 6), "road": (1, 5), "rail": (1, 5), "pipeline": (1, 5)}[kind]
-    types = shapely.get_type_id(geoms)
-    wrong = ~empty & ~np.isin(types, wanted)
-    if wrong.all() and len(frame):
-        raise DataError(f"the layer's geometries are {frame.geom_type.iloc[0]}: "
+
+def _source_of(reader: StoreLayer | FrameSource | StoreSource) -> FrameSource | StoreSource:
+    """A source for a worker: store layers are opened once per process and thread."""
+    if not isinstance(reader, StoreLayer):
+        return reader
+    key = (reader, threading.get_ident())
+    if key not in _OPEN:
+        _OPEN[key] = StoreSource(reader)
+    return _OPEN[key]
+
+
+def _batches(values: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """A few numbers per feature, what tiling and the tile builds need.
+
+    Attributes:
+        fids: (n,) source row (fid) of each feature, ascending.
+        bounds: (n, 6) minx, miny, maxx, maxy, minz, maxz (store CRS).
+        pieces: (n,) piece of the row (lines are cut at :data:`MAX_PIECE`), or None.
+        heights: (n, 3) base, eave and top elevation (buildings), or None.
+        ids: (n,) ``id`` values when CityGML surfaces are matched to buildings, else None.
+        dem: What lines are draped on (the DEM, or flat ground), or None.
+        has_roof_types: Whether the layer has a ``roof_type`` column.
+    """
+
+    fids: np.ndarray
+    bounds: np.ndarray
+    pieces: np.ndarray | None = None
+    heights: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    dem: DemSource | None = None
+    has_roof_types: bool = False
+
+    def __len__(self) -> int:
+        return len(self.fids)
+
+
+def _geometry_check(env: pd.DataFrame, kind: str, notes: list[str]) -> np.ndarray:
+    """Keep mask of the features with a usable geometry (saying what is left out)."""
+    types = env["geom_type"].to_numpy(np.int64)
+    empty = types < 0
+    wrong = ~empty & ~np.isin(types, WANTED[kind])
+    if len(types) and wrong.all():
+        raise DataError(f"the layer's geometries are {_TYPE_NAMES.get(int(types[0]), '?')}: "
                         f"{KINDS[kind]} need {'footprints' if kind == 'building' else 'lines'}")
     drop = empty | wrong
     if drop.any():
         notes.append(f"{int(drop.sum())} feature(s) without usable geometry left out")
-    frame = frame[~drop].reset_index(drop=True)
-    b2 = frame.bounds.to_numpy()
-    if kind == "building":
-        from gis.mesh.lod1 import building_heights
+    return ~drop
 
-        ground = None
-        if dem is not None:
-            pts = frame.geometry.representative_point()
-            ground = sample_dem(dem.data, dem.transform, pts.x.to_numpy(), pts.y.to_numpy())
-        h = building_heights(frame, ground)
-        no_ground = ~np.isfinite(h.base_z)
-        if no_ground.any():
-            notes.append(f"{int(no_ground.sum())} building(s) have no ground elevation"
-                         + (" and lie outside the DEM" if dem is not None else " and no DEM")
-                         + ": placed on 0 m")
-            on_zero = building_heights(frame, 0.0)
-            h = type(h)(*(np.where(no_ground, a, b) for a, b in zip(on_zero, h, strict=True)))
-        bad = ~(np.isfinite(h.top_z) & (h.top_z > h.base_z))
-        if bad.any():
-            notes.append(f"{int(bad.sum())} building(s) with neither height nor storeys left out")
-        frame = frame.assign(_base=h.base_z, _eave=h.eave_z, _top=h.top_z)[~bad].reset_index(drop=True)
-        b2 = b2[~bad]
-        z = np.c_[frame["_base"].to_numpy(), frame["_top"].to_numpy()]
+
+def plan_layer(source: FrameSource | StoreSource, kind: str, dem: Callable[[], DemSource] | None,
+               notes: list[str], *, batch: int = 1000, surfaces: bool = False) -> Plan:
+    """The light pass: which features are built, their bounds (and heights), in fid order.
+
+    Args:
+        source: Where the rows come from.
+        kind: ``building``, ``road``, ``rail`` or ``pipeline``.
+        dem: Loads the DEM (called only when needed), or None.
+        notes: Receives what was left out or assumed.
+        batch: Most rows read with geometry at once.
+        surfaces: Buildings get CityGML surfaces (their ``id`` s are kept to match them).
+
+    Returns:
+        The :class:`Plan`.
+    """
+    if kind == "building":
+        return _plan_buildings(source, dem, notes, batch, surfaces)
+    return _plan_lines(source, kind, dem, notes, batch)
+
+
+def _plan_buildings(source, dem, notes, batch, surfaces) -> Plan:
+    from gis.mesh.lod1 import building_heights
+
+    env = source.envelopes(HEIGHT_COLUMNS + (("id",) if surfaces else ()))
+    env = env[_geometry_check(env, "building", notes)]
+    fids = env.index.to_numpy(np.int64)
+    h = building_heights(env)
+    missing = np.flatnonzero(~np.isfinite(h.base_z))
+    if dem is not None and len(missing):
+        grid = dem()
+        xs, ys = np.full(len(env), np.nan), np.full(len(env), np.nan)
+        for part in _batches(missing, batch):
+            pts = shapely.point_on_surface(np.asarray(source.rows(fids[part]).geometry.array,
+                                                      dtype=object))
+            xs[part], ys[part] = shapely.get_x(pts), shapely.get_y(pts)
+        ground = np.full(len(env), np.nan)
+        ground[missing] = sample_dem(grid.data, grid.transform, xs[missing], ys[missing])
+        h = building_heights(env, ground)
+    no_ground = ~np.isfinite(h.base_z)
+    if no_ground.any():
+        notes.append(f"{int(no_ground.sum())} building(s) have no ground elevation"
+                     + (" and lie outside the DEM" if dem is not None else " and no DEM")
+                     + ": placed on 0 m")
+        on_zero = building_heights(env, 0.0)
+        h = type(h)(*(np.where(no_ground, a, b) for a, b in zip(on_zero, h, strict=True)))
+    bad = ~(np.isfinite(h.top_z) & (h.top_z > h.base_z))
+    if bad.any():
+        notes.append(f"{int(bad.sum())} building(s) with neither height nor storeys left out")
+    ok = ~bad
+    heights = np.c_[h.base_z, h.eave_z, h.top_z][ok]
+    b2 = env[["minx", "miny", "maxx", "maxy"]].to_numpy(np.float64)[ok]
+    return Plan(fids[ok], np.c_[b2, heights[:, 0], heights[:, 2]], heights=heights,
+                ids=env["id"].to_numpy(object)[ok] if surfaces and "id" in env else None,
+                has_roof_types="roof_type" in env)
+
+
+def _plan_lines(source, kind, dem, notes, batch) -> Plan:
+    env = source.envelopes(())
+    env = env[_geometry_check(env, kind, notes)]
+    fids = env.index.to_numpy(np.int64)
+    if dem is None:
+        notes.append("no DEM: lines are draped on flat ground at 0 m")
+        grid = flat_dem((env["minx"].min(), env["miny"].min(), env["maxx"].max(),
+                         env["maxy"].max()), source.crs) if len(env) else None
     else:
-        if dem is None:
-            notes.append("no DEM: lines are draped on flat ground at 0 m")
-            dem = flat_dem(frame.total_bounds, frame.crs)
-        frame = split_lines(frame, MAX_PIECE)
-        b2 = frame.bounds.to_numpy()
-        z = _line_z_range(frame, kind, dem)
-        outside = ~np.isfinite(z[:, 0])
-        if outside.any():
-            notes.append(f"{int(outside.sum())} line(s) wholly outside the DEM left out")
-            frame, b2, z = frame[~outside].reset_index(drop=True), b2[~outside], z[~outside]
-    bounds = np.c_[b2, z]
-    return frame, bounds, dem
+        grid = dem()
+    out_f, out_p, out_b = [], [], []
+    outside = 0
+    for part in _batches(fids, batch):
+        pieces, src, piece = split_pieces(source.rows(part), MAX_PIECE)
+        b2 = pieces.bounds.to_numpy()
+        z = _line_z_range(pieces, kind, grid)
+        keep = np.isfinite(z[:, 0])
+        outside += int((~keep).sum())
+        out_f.append(src[keep])
+        out_p.append(piece[keep])
+        out_b.append(np.c_[b2, z][keep])
+    if outside:
+        notes.append(f"{outside} line(s) wholly outside the DEM left out")
+    if not out_f:
+        return Plan(np.zeros(0, np.int64), np.zeros((0, 6)), np.zeros(0, np.int64), dem=grid)
+    return Plan(np.concatenate(out_f), np.concatenate(out_b), np.concatenate(out_p), dem=grid)
 
 
 #: Longest line piece (m): long roads and pipes are cut so no tile content gets far from its centre.
 MAX_PIECE = 1000.0
 
 
-def split_lines(frame: gpd.GeoDataFrame, max_length: float) -> gpd.GeoDataFrame:
+def split_pieces(frame: gpd.GeoDataFrame, max_length: float
+                 ) -> tuple[gpd.GeoDataFrame, np.ndarray, np.ndarray]:
     """Cut lines longer than ``max_length`` into pieces (each keeps the feature's attributes, so
-    picking any piece shows the same record)."""
+    picking any piece shows the same record).
+
+    Returns:
+        (pieces in row order then along the line, fid of each piece (the input's index), number
+        of the piece within its row).
+    """
+    index = np.asarray(frame.index, np.int64)
     lengths = frame.length.to_numpy()
     long_ = np.flatnonzero(lengths > max_length)
     if not len(long_):
-        return frame
+        return frame.reset_index(drop=True), index, np.zeros(len(frame), np.int64)
     pieces, rows = [], []
     for i in long_:
         geom = frame.geometry.iloc[i]
@@ -362,9 +376,21 @@ def split_lines(frame: gpd.GeoDataFrame, max_length: float) -> gpd.GeoDataFrame:
                 pieces.append(shapely.ops.substring(part, a, b))
                 rows.append(i)
     keep = np.setdiff1d(np.arange(len(frame)), long_)
+    pos = np.r_[keep, np.asarray(rows, np.int64)]
+    order = np.argsort(pos, kind="stable")
+    plain = frame.iloc[keep]
     cut = frame.iloc[rows].copy()
     cut.geometry = gpd.GeoSeries(pieces, index=cut.index, crs=frame.crs)
-    return pd.concat([frame.iloc[keep], cut]).sort_index(kind="stable").reset_index(drop=True)
+    out = pd.concat([plain, cut]).iloc[order].reset_index(drop=True)
+    pos = pos[order]
+    first = np.r_[True, pos[1:] != pos[:-1]]
+    starts = np.maximum.accumulate(np.where(first, np.arange(len(pos)), 0))
+    return out, index[pos], np.arange(len(pos)) - starts
+
+
+def split_lines(frame: gpd.GeoDataFrame, max_length: float) -> gpd.GeoDataFrame:
+    """Cut lines longer than ``max_length`` into pieces (see :func:`split_pieces`)."""
+    return split_pieces(frame, max_length)[0]
 
 
 def flat_dem(bounds, crs, cell: float = 10.0) -> DemSource:
@@ -373,7 +399,8 @@ def flat_dem(bounds, crs, cell: float = 10.0) -> DemSource:
     cols = max(int(np.ceil((maxx - minx) / cell)) + 4, 2)
     rows = max(int(np.ceil((maxy - miny) / cell)) + 4, 2)
     transform = Affine(cell, 0, minx - 2 * cell, 0, -cell, maxy + 2 * cell)
-    return DemSource("flat", np.zeros((rows, cols), np.float32), transform, CRS.from_user_input(crs))
+    return DemSource("flat", np.zeros((rows, cols), np.float32), transform,
+                     None if crs is None else CRS.from_user_input(crs))
 
 
 def _line_z_range(frame: gpd.GeoDataFrame, kind: str, dem: DemSource) -> np.ndarray:
@@ -403,23 +430,391 @@ def _line_z_range(frame: gpd.GeoDataFrame, kind: str, dem: DemSource) -> np.ndar
     return np.c_[lo - col("depth", 10.0) - 2.0, hi + col("deck_height", 6.0) + 3.0]
 
 
-def build_tiles(frame: gpd.GeoDataFrame, standard: str, out: str | Path, *,
-                dem: DemSource | None = None, surfaces: gpd.GeoDataFrame | None = None,
-                class_name: str | None = None, options: TilesOptions | None = None,
-                progress: Callable[[int], None] | None = None) -> TilesSummary:
+def _dem_window(dem: DemSource, bounds, margin_cells: int = 3) -> tuple[np.ndarray, Affine]:
+    inv = ~dem.transform
+    cols, rows = zip(*(inv @ (x, y) for x in bounds[[0, 2]] for y in bounds[[1, 3]]), strict=True)
+    r0 = max(int(np.floor(min(rows))) - margin_cells, 0)
+    c0 = max(int(np.floor(min(cols))) - margin_cells, 0)
+    r1 = min(int(np.ceil(max(rows))) + margin_cells, dem.data.shape[0])
+    c1 = min(int(np.ceil(max(cols))) + margin_cells, dem.data.shape[1])
+    if r1 <= r0 or c1 <= c0:
+        return np.full((1, 1), np.nan, np.float32), dem.transform
+    return np.ascontiguousarray(dem.data[r0:r1, c0:c1]), dem.transform @ Affine.translation(c0, r0)
+
+
+# -- one tile (module level: it runs on dask workers) ------------------------------------------
+
+@dataclass
+class TileSpec:
+    """What a tile's build needs besides the store: small enough to send to a worker.
+
+    Attributes:
+        fids: Source rows to read (ascending, unique).
+        feature_fids, pieces: Lines: fid and piece number of each feature of the tile.
+        heights: Buildings: (k, 3) base, eave and top elevation of each feature.
+        surface_fids: Rows of the surfaces table (LOD2 from CityGML surfaces).
+        dem, dem_transform: Lines: the DEM window under the tile.
+        rows, surface_rows: The rows themselves when they do not come from a store (frames).
+    """
+
+    fids: np.ndarray
+    feature_fids: np.ndarray | None = None
+    pieces: np.ndarray | None = None
+    heights: np.ndarray | None = None
+    surface_fids: np.ndarray | None = None
+    dem: np.ndarray | None = None
+    dem_transform: Affine | None = None
+    rows: gpd.GeoDataFrame | None = None
+    surface_rows: gpd.GeoDataFrame | None = None
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """The options every tile build shares."""
+
+    standard: str
+    kind: str
+    lod: int
+    format: str
+    compress: str
+    class_name: str
+    crs: str
+    gzip: bool
+    prefix: bytes
+
+
+@dataclass
+class TileResult:
+    """A built (or recognised) tile: its fingerprint, its content bytes (None when the previous
+    tileset has that fingerprint), the builder's notes and the rows it read."""
+
+    digest: str
+    data: bytes | None
+    notes: list[str]
+    rows: int
+
+
+@dataclass
+class TileInput:
+    """Everything one tile's mesh builder needs.
+
+    Attributes:
+        geoms: The features' geometries (store CRS).
+        attrs: Their attribute table (positional; what the tile carries).
+        kind, lod: Layer kind and level of detail.
+        heights: Buildings: (k, 3) base, eave and top elevation.
+        dem, dem_transform: Lines: the DEM window they are draped on.
+        surfaces: CityGML surfaces of the buildings (LOD2), or None.
+    """
+
+    geoms: np.ndarray
+    attrs: pd.DataFrame
+    kind: str
+    lod: int
+    heights: np.ndarray | None = None
+    dem: np.ndarray | None = None
+    dem_transform: Affine | None = None
+    surfaces: gpd.GeoDataFrame | None = None
+
+
+def tile_features(rows: gpd.GeoDataFrame, spec: TileSpec, kind: str
+                  ) -> tuple[np.ndarray, pd.DataFrame]:
+    """The tile's geometries and attribute table from its rows (lines are cut into pieces and
+    the tile's pieces kept)."""
+    if not np.array_equal(np.asarray(rows.index, np.int64), spec.fids):
+        raise DataError("the layer changed while its tiles were being built: build again")
+    if kind != "building":
+        pieces, src, piece = split_pieces(rows, MAX_PIECE)
+        keep = np.isin((src << 24) + piece, (spec.feature_fids << 24) + spec.pieces)
+        if keep.sum() != len(spec.pieces):
+            raise DataError("the layer changed while its tiles were being built: build again")
+        rows = pieces[keep]
+    geoms = np.asarray(rows.geometry.array, dtype=object)
+    name = rows.geometry.name
+    data = {}
+    for c in rows.columns:
+        if c != name and not str(c).startswith("_"):
+            v = rows[c].to_numpy()
+            # object columns stay objects (pandas would convert strings to its string dtype)
+            data[c] = pd.Series(v, dtype=object, copy=False) if v.dtype == object else v
+    return geoms, pd.DataFrame(data)
+
+
+def tile_content(reader: StoreLayer | FrameSource | StoreSource | None, spec: TileSpec,
+                 job: TileJob, known: frozenset[str] | set[str] = frozenset()) -> TileResult:
+    """Read one tile's rows, fingerprint them and, unless ``known`` has the fingerprint, build
+    and encode the tile (gzipped when the job says so)."""
+    source = None if reader is None else _source_of(reader)
+    rows = spec.rows if spec.rows is not None else source.rows(spec.fids)
+    geoms, attrs = tile_features(rows, spec, job.kind)
+    surfaces = spec.surface_rows
+    if surfaces is None and spec.surface_fids is not None:
+        surfaces = source.surface_rows(spec.surface_fids)
+    digest = tile_digest(job.prefix, geoms, attrs, spec, surfaces)
+    n_rows = len(rows) + (0 if surfaces is None else len(surfaces))
+    if digest in known:
+        return TileResult(digest, None, [], n_rows)
+    t = TileInput(geoms, attrs, job.kind, job.lod, spec.heights, spec.dem, spec.dem_transform,
+                  surfaces)
+    data, notes = encode_tile(t, job.standard, job.format, job.compress, job.class_name, job.crs)
+    if job.gzip:
+        data = gzip_module.compress(data, compresslevel=9, mtime=0)
+    return TileResult(digest, data, notes, n_rows)
+
+
+def _canonical(values: np.ndarray) -> bytes:
+    """A column's values as bytes that do not depend on how it was read (int64 or float64 with
+    NaN, object or string dtype)."""
+    if values.dtype.kind in "biuf":
+        return b"n" + values.astype(np.float64).tobytes()
+    items = values.tolist()
+    if not all(type(v) is str for v in items):
+        items = ["\x1e" if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                 else str(v) for v in items]
+    return b"s" + "\x1f".join(items).encode("utf-8", "surrogatepass")
+
+
+def _wkb_bytes(geoms: np.ndarray) -> bytes:
+    wkb = shapely.to_wkb(geoms)
+    parts = [b"" if w is None else w for w in wkb]
+    return np.array([len(w) for w in parts], np.int64).tobytes() + b"".join(parts)
+
+
+def tile_digest(prefix: bytes, geoms: np.ndarray, attrs: pd.DataFrame, spec: TileSpec,
+                surfaces: gpd.GeoDataFrame | None) -> str:
+    """Fingerprint of a tile's content: encoder settings, the features' attributes, geometry and
+    heights (so the DEM under buildings without a ground elevation too), the DEM window lines
+    are draped on, and the CityGML surfaces."""
+    h = hashlib.blake2b(prefix, digest_size=20)
+    for name in attrs.columns:
+        h.update(str(name).encode() + b"\0")
+        h.update(_canonical(_plain(attrs[name])))
+    h.update(_wkb_bytes(geoms))
+    if spec.heights is not None:
+        h.update(np.ascontiguousarray(spec.heights, np.float64).tobytes())
+    if spec.dem is not None:
+        h.update(np.ascontiguousarray(spec.dem).tobytes())
+        h.update(repr(tuple(spec.dem_transform)).encode())
+    if surfaces is not None:
+        h.update(b"surfaces")
+        h.update(_wkb_bytes(np.asarray(surfaces.geometry.array, dtype=object)))
+        for name in ("building_id", "surface_type"):
+            h.update(_canonical(_plain(surfaces[name])))
+    return h.hexdigest()
+
+
+def _plain(col: pd.Series) -> np.ndarray:
+    """A column as a NumPy array: numbers and booleans as float64 (NaN for nulls), the rest as
+    objects."""
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return col.to_numpy(np.float64, na_value=np.nan)
+    return col.to_numpy(object)
+
+
+def build_mesh(t: TileInput) -> tuple[Mesh, MeshReport]:
+    """The mesh of one tile's features (feature id = row of ``t.attrs``)."""
+    from gis import mesh as m
+
+    report = MeshReport()
+    f = t.attrs
+    geoms = t.geoms
+    if t.kind == "building":
+        base, eave, top = t.heights[:, 0], t.heights[:, 1], t.heights[:, 2]
+        if t.lod == 1:
+            return m.extrude(geoms, base, top, report=report), report
+        parts = []
+        with_surfaces = np.zeros(len(f), bool)
+        if t.surfaces is not None and len(t.surfaces):
+            rows = pd.Index(f["id"]).get_indexer(t.surfaces["building_id"])
+            keep = rows >= 0
+            parts.append(m.triangulate_surfaces(np.asarray(t.surfaces.geometry.array)[keep],
+                                                rows[keep],
+                                                np.asarray(t.surfaces["surface_type"])[keep],
+                                                report=report))
+            with_surfaces[rows[keep]] = True
+        rest = np.flatnonzero(~with_surfaces)
+        if len(rest):
+            roof = f["roof_type"].to_numpy(object) if "roof_type" in f else \
+                np.full(len(f), None, object)
+            ridge = f["ridge_direction"].to_numpy(float) if "ridge_direction" in f else \
+                np.full(len(f), np.nan)
+            sub = m.lod2_from_attributes(geoms[rest], base[rest], eave[rest], top[rest],
+                                         roof[rest], ridge[rest], report=report)
+            sub.feature_ids = rest[sub.feature_ids].astype(np.uint32)
+            parts.append(sub)
+        return Mesh.concat(parts), report
+    if t.kind in ("road", "rail"):
+        width = f["width"].to_numpy(float) if "width" in f else np.full(len(f), np.nan)
+        width = np.where(np.isfinite(width), width, 4.0 if t.kind == "rail" else 7.0)
+        return m.ribbons(geoms, width, f["level"].to_numpy(object), f["deck_height"].to_numpy(float),
+                         f["depth"].to_numpy(float), t.dem, t.dem_transform, kind=t.kind,
+                         report=report), report
+    if t.kind == "pipeline":
+        inverts = None
+        if {"invert_start", "invert_end"} <= set(f.columns):
+            inverts = np.c_[f["invert_start"].to_numpy(float), f["invert_end"].to_numpy(float)]
+        return m.tubes(geoms, f["diameter"].to_numpy(float), f["depth"].to_numpy(float), t.dem,
+                       t.dem_transform, inverts=inverts, utilities=f["utility"].to_numpy(object),
+                       report=report), report
+    raise DataError(f"no 3D builder for {t.kind!r} layers")
+
+
+def encode_tile(t: TileInput, standard: str, fmt: str, compress: str, class_name: str,
+                crs: str) -> tuple[bytes, list[str]]:
+    """Build and encode one tile; returns the bytes and the builder's notes."""
+    mesh, report = build_mesh(t)
+    attrs = t.attrs
+    ids = attrs["id"].to_numpy(object) if "id" in attrs else None
+    notes = [f"{i if ids is None else ids[i]}: {why}" for i, why in report.skipped]
+    if mesh.n_triangles == 0:
+        raise DataError(f"a tile of {len(attrs)} features produced no triangles: "
+                        + "; ".join(notes[:3]))
+    if fmt == "b3dm":
+        data = write_b3dm(mesh, attrs, standard, class_name=class_name, crs=crs, compress=compress)
+    else:
+        data = write_glb(mesh, attrs, standard, compress=compress, class_name=class_name, crs=crs)
+    return data, notes
+
+
+# -- the content writer tiles.tileset calls ---------------------------------------------------
+
+class FeatureContent:
+    """Content writer for :func:`tiles.tileset.write_tileset`: builds each tile on demand from its
+    own rows (:func:`tile_content`), inline or ahead of time on dask workers.
+
+    Args:
+        plan: The layer's plan.
+        source: Where rows come from.
+        job: Shared build options.
+        settings: Encoder settings recorded in the manifest.
+        known: Fingerprints the previous tileset has (their tiles are not built).
+        surface_index: Building id -> rows of the surfaces table, or None.
+    """
+
+    def __init__(self, plan: Plan, source: FrameSource | StoreSource, job: TileJob,
+                 settings: dict[str, Any], known: set[str],
+                 surface_index: dict[Any, np.ndarray] | None = None):
+        self.plan, self.source, self.job, self.settings = plan, source, job, settings
+        self.known = frozenset(known)
+        self.surface_index = surface_index
+        self.extension = job.format
+        self.gzipped = job.gzip
+        self.notes: list[str] = []
+        self.largest_read = 0
+        self.on_tile: Callable[[int], None] | None = None
+        self._current: tuple[str, TileResult] | None = None
+        self._pending: dict[str, Any] = {}
+        self._queue: deque | None = None
+        self._client = None
+        self._known_arg: Any = self.known
+
+    def spec(self, features: np.ndarray, *, with_rows: bool = False) -> TileSpec:
+        """The spec of the tile holding ``features`` (plan indices)."""
+        idx = np.asarray(features, np.int64)
+        plan = self.plan
+        ffids = plan.fids[idx]
+        spec = TileSpec(np.unique(ffids))
+        if plan.heights is not None:
+            spec.heights = plan.heights[idx]
+        if plan.pieces is not None:
+            spec.feature_fids, spec.pieces = ffids, plan.pieces[idx]
+            b = plan.bounds[idx]
+            spec.dem, spec.dem_transform = _dem_window(plan.dem, np.array(
+                [b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()]))
+        if self.surface_index is not None and plan.ids is not None:
+            found = [self.surface_index[i] for i in plan.ids[idx] if i in self.surface_index]
+            spec.surface_fids = np.sort(np.concatenate(found)) if found else \
+                np.zeros(0, np.int64)
+        if with_rows:
+            spec.rows = self.source.rows(spec.fids)
+            if spec.surface_fids is not None:
+                spec.surface_rows = self.source.surface_rows(spec.surface_fids)
+        return spec
+
+    def _result(self, features: np.ndarray) -> TileResult:
+        key = _key(features)
+        if self._current is not None and self._current[0] == key:
+            return self._current[1]
+        future = self._pending.pop(key, None)
+        if future is not None:
+            result = future.result()
+        else:
+            result = tile_content(self.source, self.spec(features), self.job, self.known)
+        self._current = (key, result)
+        self.notes.extend(result.notes)
+        self.largest_read = max(self.largest_read, result.rows)
+        if self.on_tile is not None:
+            self.on_tile(len(features))
+        self._refill()
+        return result
+
+    def digest(self, features: np.ndarray) -> str:
+        return self._result(features).digest
+
+    def write(self, features: np.ndarray) -> bytes:
+        result = self._result(features)
+        if result.data is None:  # the previous tileset has the fingerprint but lost the file
+            result = tile_content(self.source, self.spec(features), self.job)
+        return result.data
+
+    def prefetch(self, client, tile_features: list[np.ndarray], window: int) -> None:
+        """Submit the given tiles' builds to dask, at most ``window`` ahead of the writer.
+        Workers get the tile's spec and the store layer, never frames (except for a frame
+        source, whose rows have no other way there)."""
+        self._client, self._window = client, window
+        self._queue = deque(tile_features)
+        if self.known:
+            self._known_arg = client.scatter(self.known, broadcast=True)
+        self._refill()
+
+    def _refill(self) -> None:
+        if self._queue is None:
+            return
+        remote = self.source.remote
+        while self._queue and len(self._pending) < self._window:
+            features = self._queue.popleft()
+            spec = self.spec(features, with_rows=remote is None)
+            self._pending[_key(features)] = self._client.submit(
+                tile_content, remote, spec, self.job, self._known_arg, pure=False)
+
+
+def _key(features: np.ndarray) -> str:
+    return hashlib.blake2b(np.asarray(features, np.int64).tobytes(), digest_size=16).hexdigest()
+
+
+def _known_fingerprints(out: Path, gzip: bool) -> set[str]:
+    """Fingerprints of the previous tileset's contents (what write_tileset can reuse)."""
+    prev = _read_manifest(out) if out.is_dir() else None
+    if prev is None or prev.get("content_encoding") != ("gzip" if gzip else "identity"):
+        return set()
+    return {v["hash"] for v in prev.get("tiles", {}).values()}
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | Path, *,
+                dem: DemSource | Callable[[], DemSource] | None = None,
+                surfaces: gpd.GeoDataFrame | None = None, class_name: str | None = None,
+                options: TilesOptions | None = None,
+                progress: Callable[[int], None] | None = None,
+                on_plan: Callable[[int], None] | None = None) -> TilesSummary:
     """Build a tileset of one layer.
 
     Args:
-        frame: The layer's records in a projected store CRS, with the standard's columns.
+        layer: A :class:`StoreLayer` (read tile by tile, never whole), or the layer's records
+            in memory; either in a projected store CRS with the standard's columns.
         standard: ``building``, ``road``, ``rail`` or ``pipeline``.
         out: Tileset directory (``out/tileset.json``), replaced atomically.
-        dem: Terrain in the same CRS: ground for buildings without ``ground_elevation``, and
-            what roads, rail and pipes are draped on.
-        surfaces: CityGML boundary surfaces of the buildings (``building_id``, ``surface_type``,
-            3D geometry) for LOD2.
+        dem: Terrain in the same CRS (or a function loading it, called only when needed):
+            ground for buildings without ``ground_elevation``, and what roads, rail and pipes are
+            draped on.
+        surfaces: CityGML boundary surfaces of in-memory buildings (``building_id``,
+            ``surface_type``, 3D geometry) for LOD2 (a store layer names its surfaces table).
         class_name: Metadata class name (default: the standard).
         options: :class:`TilesOptions`.
-        progress: Called with the number of features in each tile as it is written.
+        progress: Called with the number of features in each tile as it is done.
+        on_plan: Called with the number of features to build once they are known.
 
     Returns:
         A :class:`TilesSummary`.
@@ -432,33 +827,62 @@ def build_tiles(frame: gpd.GeoDataFrame, standard: str, out: str | Path, *,
         raise DataError(f"no 3D builder for {standard!r} layers (have: {', '.join(KINDS)})")
     if options.version == "1.0" and options.implicit:
         raise DataError("implicit tiling needs 3D Tiles 1.1")
-    crs = CRS.from_user_input(frame.crs)
-    if not crs.is_projected:
-        raise DataError(f"tiles are built from a projected CRS, not {crs.name}: ingest first")
-    crs_text = crs.to_string()
-    if dem is not None and dem.crs is not None and CRS.from_user_input(dem.crs) != crs:
-        raise DataError(f"the DEM is in {CRS.from_user_input(dem.crs).to_string()}, the layer in "
-                        f"{crs_text}: ingest the DEM into the store first")
     t0 = time.perf_counter()
+    if isinstance(layer, StoreLayer):
+        source: FrameSource | StoreSource = StoreSource(layer)
+        with_surfaces = layer.surfaces is not None
+    else:
+        source = FrameSource(layer, surfaces)
+        with_surfaces = surfaces is not None
+    crs_text = _check_crs(source.crs)
+    if dem is not None and not callable(dem):
+        _check_dem(dem, crs_text)
     notes: list[str] = []
-    frame, bounds, dem = prepare(frame, standard, dem, notes)
-    if frame.empty:
+    batch = max(1, options.max_features)
+
+    def load_dem() -> DemSource:
+        grid = dem() if callable(dem) else dem
+        _check_dem(grid, crs_text)
+        return grid
+
+    plan = plan_layer(source, standard, None if dem is None else load_dem, notes, batch=batch,
+                      surfaces=with_surfaces and standard == "building")
+    if not len(plan):
         raise DataError("nothing to build: no feature has usable geometry and heights")
-    if options.lod == 2 and surfaces is None and standard == "building" and \
-            "roof_type" not in frame:
+    if on_plan is not None:
+        on_plan(len(plan))
+    if options.lod == 2 and not with_surfaces and standard == "building" and \
+            not plan.has_roof_types:
         notes.append("no roof types and no CityGML surfaces: LOD2 roofs are flat")
-    centroids = np.c_[(bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2]
-    tree = build_tileset(centroids, bounds, crs_text, max_features_per_tile=options.max_features)
-    content = FeatureContent(frame, standard, standard, options, class_name or standard, crs_text,
-                             dem, surfaces)
-    content.on_write = progress
+    b = plan.bounds
+    centroids = np.c_[(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2]
+    tree = build_tileset(centroids, b, crs_text, max_features_per_tile=options.max_features)
+    fmt = "b3dm" if options.version == "1.0" else "glb"
+    cls = class_name or standard
+    settings: dict[str, Any] = {
+        "generator": GENERATOR, "encoder": ENCODER_VERSION, "format": fmt,
+        "compress": options.compress, "standard": standard, "class": cls, "crs": crs_text,
+        "lod": options.lod, "kind": standard, "digest": DIGEST_VERSION}
+    prefix = json.dumps(settings, sort_keys=True).encode()
+    job = TileJob(standard, standard, options.lod, fmt, options.compress, cls, crs_text,
+                  options.gzip, prefix)
+    surface_index = None
+    if with_surfaces and standard == "building":
+        keys = source.surface_keys()
+        fids = np.asarray(keys.index, np.int64)
+        surface_index = {k: fids[v] for k, v in
+                         keys.reset_index(drop=True).groupby(keys.to_numpy(object)).indices.items()}
+    content = FeatureContent(plan, source, job, settings, _known_fingerprints(Path(out),
+                                                                              options.gzip),
+                             surface_index)
+    content.on_tile = progress
     client = cluster = None
     try:
         if options.scheduler or options.workers > 1:
             client, cluster = _dask_client(options)
-            todo = _tiles_to_write(tree, content, Path(out))
-            content.prefetch(client, todo, window=4 * max(1, len(client.scheduler_info()
-                                                                  ["workers"])))
+            todo = [t.features for t in tree.root.walk() if t.has_content]
+            content.prefetch(client, todo,
+                             window=4 * max(1, len(client.scheduler_info()["workers"])))
         report = write_tileset(tree, out, content, version=options.version,
                                implicit=options.implicit, gzip=options.gzip)
     finally:
@@ -468,22 +892,25 @@ def build_tiles(frame: gpd.GeoDataFrame, standard: str, out: str | Path, *,
             cluster.close()
     skipped = len(content.notes)
     notes.extend(content.notes[:20])
-    return TilesSummary(Path(out), len(frame), skipped, report.tiles, report.contents,
+    largest = max((len(t.features) for t in tree.root.walk()), default=0)
+    return TilesSummary(Path(out), len(plan), skipped, report.tiles, report.contents,
                         report.written, report.reused, report.bytes,
-                        time.perf_counter() - t0, notes)
+                        time.perf_counter() - t0, notes, largest)
 
 
-def _tiles_to_write(tree, content: FeatureContent, out: Path) -> list[np.ndarray]:
-    """Contents whose fingerprint the previous tileset lacks, in the order they are written."""
-    from tiles.tileset import _read_manifest
+def _check_crs(crs_like) -> str:
+    if crs_like is None:
+        raise DataError("the layer has no CRS: ingest it first")
+    crs = CRS.from_user_input(crs_like)
+    if not crs.is_projected:
+        raise DataError(f"tiles are built from a projected CRS, not {crs.name}: ingest first")
+    return crs.to_string()
 
-    prev = _read_manifest(out) if out.is_dir() else None
-    encoding = "gzip" if content.options.gzip else "identity"
-    old = set()
-    if prev is not None and prev.get("content_encoding") == encoding:
-        old = {v["hash"] for v in prev.get("tiles", {}).values()}
-    return [t.features for t in tree.root.walk()
-            if t.has_content and content.digest(t.features) not in old]
+
+def _check_dem(dem: DemSource, crs_text: str) -> None:
+    if dem.crs is not None and CRS.from_user_input(dem.crs) != CRS.from_user_input(crs_text):
+        raise DataError(f"the DEM is in {CRS.from_user_input(dem.crs).to_string()}, the layer in "
+                        f"{crs_text}: ingest the DEM into the store first")
 
 
 def _dask_client(options: TilesOptions):

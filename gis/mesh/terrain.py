@@ -24,9 +24,10 @@ def sample_dem(dem: np.ndarray, transform: Affine, x: np.ndarray, y: np.ndarray,
     Returns:
         float64 array of ``x``'s shape.
     """
-    z = np.ma.filled(np.ma.asarray(dem, dtype=np.float64), np.nan)
-    if nodata is not None and not np.isnan(nodata):
-        z = np.where(z == nodata, np.nan, z)
+    # Only the cells the points use are read and converted (a national DEM is not copied).
+    z = np.ma.getdata(dem)
+    mask = np.ma.getmask(dem)
+    skip = nodata if nodata is not None and not np.isnan(nodata) else None
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     shape = np.broadcast(x, y).shape
@@ -48,7 +49,11 @@ def sample_dem(dem: np.ndarray, transform: Affine, x: np.ndarray, y: np.ndarray,
     bad = ~inside
     for rr, cc, w in ((r0, c0, (1 - fu) * (1 - fv)), (r0, c1, fu * (1 - fv)),
                       (r1, c0, (1 - fu) * fv), (r1, c1, fu * fv)):
-        val = z[rr, cc]
+        val = z[rr, cc].astype(np.float64)
+        if mask is not np.ma.nomask:
+            val[np.broadcast_to(mask, z.shape)[rr, cc]] = np.nan
+        if skip is not None:
+            val[val == skip] = np.nan
         used = w > 0
         bad |= used & np.isnan(val)
         out += np.where(used, w * np.nan_to_num(val), 0.0)

@@ -107,6 +107,32 @@ class Store(abc.ABC):
              ) -> gpd.GeoDataFrame:
         """Read a vector layer (optionally only what meets ``bbox``, in the layer CRS)."""
 
+    def read_envelopes(self, name: str, columns: list[str] | tuple[str, ...] = ()
+                       ) -> pd.DataFrame:
+        """Every feature's envelope and geometry type plus ``columns``, indexed by fid: the light
+        pass of a job that reads a layer piece by piece (see ``GeoPackageStore.read_envelopes``).
+        This fallback reads the whole layer; the stores override it with a light query."""
+        import shapely
+
+        frame = self.read(name)
+        geoms = np.asarray(frame.geometry.array, dtype=object)
+        gone = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        out = pd.DataFrame(shapely.bounds(geoms), columns=["minx", "miny", "maxx", "maxy"],
+                           index=pd.Index(np.asarray(frame.index, np.int64)))
+        out.loc[gone] = np.nan
+        out["geom_type"] = [None if g else geom.geom_type.upper()
+                            for g, geom in zip(gone, geoms, strict=True)]
+        for c in columns:
+            if c in frame.columns:
+                out[c] = frame[c].to_numpy()
+        out.attrs["crs"] = None if frame.crs is None else frame.crs.to_string()
+        return out
+
+    def read_fids(self, name: str, fids) -> gpd.GeoDataFrame:
+        """The features with the given ids, ascending (fallback: reads the whole layer)."""
+        frame = self.read(name)
+        return frame.loc[np.unique(np.asarray(fids, np.int64))]
+
     @abc.abstractmethod
     def catalog(self) -> list[dict[str, Any]]:
         """All catalogue records."""

@@ -15,12 +15,18 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 import pyogrio
 import rasterio
+import shapely
+from pyproj import CRS
 from rasterio.windows import Window
 
 from gis.errors import LayerNotFoundError, StoreError
@@ -67,12 +73,100 @@ class GeoPackageStore(Store):
         return row[0]
 
     def read(self, name, bbox=None) -> gpd.GeoDataFrame:
+        self._check_features(name)
+        return pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=True)
+
+    def _check_features(self, name: str) -> None:
         if name not in self.layers():
             raise LayerNotFoundError(f"no layer {name!r} (has: {', '.join(self.layers())})",
                                      path=self.uri)
         if self.layer_kind(name) != "features":
             raise LayerNotFoundError(f"{name!r} is a raster layer, not features", path=self.uri)
-        return pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=True)
+
+    # -- reading a layer piece by piece (tiling jobs) ------------------------------------------
+    def read_envelopes(self, name: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+        """Every feature's id, envelope and geometry type, and the given columns, without reading
+        the geometries (the envelope comes from the GeoPackage geometry header): the light pass
+        of a job that then reads the layer piece by piece with :meth:`read_fids`.
+
+        Args:
+            name: Feature layer.
+            columns: Attribute columns to include (those the layer lacks are left out).
+
+        Returns:
+            Frame indexed by fid (ascending): ``minx, miny, maxx, maxy`` (NaN for a null or empty
+            geometry), ``geom_type`` (upper-case OGC name such as ``POLYGON``, None for a null or
+            empty geometry) and the columns; ``attrs["crs"]`` holds the layer CRS.
+        """
+        info = self._layout(name)
+        g, fid = _quote(info["geometry"]), _quote(info["fid"])
+        cols = [c for c in columns if c in info["fields"]]
+        sql = (f"SELECT {fid}, ST_MinX({g}) AS minx, ST_MinY({g}) AS miny, "
+               f"ST_MaxX({g}) AS maxx, ST_MaxY({g}) AS maxy, CASE WHEN {g} IS NULL OR "
+               f"ST_IsEmpty({g}) THEN NULL ELSE ST_GeometryType({g}) END AS geom_type"
+               + "".join(f", {_quote(c)}" for c in cols)
+               + f" FROM {_quote(name)} ORDER BY {fid}")
+        # GDAL turns the primary key into the FID of the result
+        frame = pd.DataFrame(pyogrio.read_dataframe(self.path, sql=sql, read_geometry=False,
+                                                    fid_as_index=True, use_arrow=True))
+        frame.index = pd.Index(frame.index.to_numpy(np.int64))
+        frame.loc[frame["geom_type"].isna(), ["minx", "miny", "maxx", "maxy"]] = np.nan
+        frame.attrs["crs"] = None if info["crs"] is None else info["crs"].to_string()
+        return frame
+
+    def read_fids(self, name: str, fids: Sequence[int]) -> gpd.GeoDataFrame:
+        """The features with the given ids (fid index, ascending), read with SQLite straight from
+        the table: what a tiling job reads per tile, so it never holds a whole layer.
+
+        Columns come typed as :meth:`read` types them (REAL as float64, INTEGER as int64 or, with
+        nulls, float64, BOOLEAN as bool or, with nulls, object, text as strings), except DATE and
+        DATETIME, which stay ISO text.
+        """
+        info = self._layout(name)
+        fids = np.unique(np.asarray(fids, np.int64))
+        fid, g = _quote(info["fid"]), _quote(info["geometry"])
+        names = list(info["fields"])
+        head = f"SELECT {fid}, {g}" + "".join(f", {_quote(c)}" for c in names) + \
+            f" FROM {_quote(name)} WHERE "
+        rows: list[tuple] = []
+        con = self._reader()
+        for where in _fid_clauses(fid, fids):
+            rows += con.execute(head + where + f" ORDER BY {fid}").fetchall()
+        rows.sort(key=lambda r: r[0])
+        cols = list(zip(*rows, strict=True)) if rows else [()] * (2 + len(names))
+        index = pd.Index(np.asarray(cols[0], np.int64))
+        data = {c: _typed(v, info["fields"][c]) for c, v in zip(names, cols[2:], strict=True)}
+        for c, v in data.items():
+            if isinstance(v, pd.Series):
+                v.index = index
+        return gpd.GeoDataFrame(data, geometry=gpkg_geometries(cols[1]), crs=info["crs"],
+                                index=index)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection for :meth:`read_fids` (kept open: a job reads
+        thousands of tiles; it sees the file as it was when the connection opened)."""
+        local = self.__dict__.setdefault("_readers", threading.local())
+        if getattr(local, "con", None) is None:
+            local.con = self._connect()
+        return local.con
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_readers", "_layouts")}
+
+    def _layout(self, name: str) -> dict[str, Any]:
+        """fid and geometry column names, field types and CRS of a feature layer (cached)."""
+        cache = self.__dict__.setdefault("_layouts", {})
+        if name not in cache:
+            self._check_features(name)
+            info = pyogrio.read_info(self.path, layer=name)
+            with contextlib.closing(self._connect()) as con:
+                decl = {r[1]: (r[2] or "").upper() for r in
+                        con.execute(f"PRAGMA table_info({_quote(name)})").fetchall()}
+            cache[name] = {"fid": info["fid_column"] or "fid",
+                           "geometry": info["geometry_name"] or "geom",
+                           "crs": None if info["crs"] is None else CRS.from_user_input(info["crs"]),
+                           "fields": {f: decl.get(f, "TEXT") for f in info["fields"]}}
+        return cache[name]
 
     def read_raster(self, name: str) -> DemSource:
         """Read a whole raster layer."""
@@ -174,6 +268,46 @@ def _check(path: Path) -> None:
         result = con.execute("PRAGMA quick_check").fetchone()[0]
     if result != "ok":
         raise StoreError(f"GeoPackage failed its integrity check: {result}", path=str(path))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _fid_clauses(fid: str, fids: np.ndarray, terms: int = 10000):
+    """WHERE clauses selecting sorted unique ``fids`` as IN lists of at most ``terms`` ids
+    (SQLite looks each up by rowid; an OR of ranges would make it scan)."""
+    for i in range(0, len(fids), terms):
+        yield f"{fid} IN ({','.join(map(str, fids[i:i + terms].tolist()))})"
+
+
+def _typed(values: tuple, decl: str) -> np.ndarray | pd.Series:
+    """One column of SQLite values typed the way pyogrio types the field."""
+    if decl in ("INTEGER", "INT", "MEDIUMINT", "SMALLINT", "TINYINT", "BIGINT", "INTEGER64"):
+        if None in values:
+            return np.array(values, np.float64)
+        return np.array(values, np.int64)
+    if decl in ("REAL", "FLOAT", "DOUBLE"):
+        return np.array(values, np.float64)
+    if decl == "BOOLEAN":
+        if None in values:
+            return np.array([None if v is None else bool(v) for v in values], object)
+        return np.array(values, bool)
+    return pd.Series(values, dtype=object)
+
+
+def gpkg_geometries(blobs) -> np.ndarray:
+    """Shapely geometries from GeoPackage geometry blobs (header stripped; WKB decoded)."""
+    wkb: list[bytes | None] = []
+    for b in blobs:
+        if b is None:
+            wkb.append(None)
+            continue
+        flags = b[3]
+        if b[:2] != b"GP" or flags & 0x20:
+            raise StoreError("unsupported GeoPackage geometry blob (extended type)")
+        wkb.append(b[8 + (0, 32, 48, 48, 64, 0, 0, 0)[(flags >> 1) & 7]:])
+    return shapely.from_wkb(np.array(wkb, dtype=object))
 
 
 def block_windows(shape: tuple[int, int], size: int = 1024):

@@ -179,6 +179,47 @@ class PostGISStore(Store):
             return [r[0] for r in cur.fetchall()]
 
     def read(self, name, bbox=None) -> gpd.GeoDataFrame:
+        if bbox is None:
+            return self._select(name, sql.SQL(""), ())
+        return self._select(name, sql.SQL(" WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)"),
+                            tuple(bbox), srid_param=True)
+
+    def read_fids(self, name: str, fids) -> gpd.GeoDataFrame:
+        """The features with the given ids (fid index, ascending): what a tiling job reads per
+        tile, so it never holds a whole layer."""
+        ids = [int(v) for v in np.unique(np.asarray(fids, np.int64))]
+        return self._select(name, sql.SQL(" WHERE fid = ANY(%s)"), (ids,))
+
+    def read_envelopes(self, name: str, columns=()) -> pd.DataFrame:
+        """Every feature's id, envelope and geometry type, and the given columns, without
+        transferring geometries: the light pass of a job that then reads the layer piece by piece
+        (:meth:`read_fids`). Same frame as :meth:`GeoPackageStore.read_envelopes`."""
+        if name not in self.layers():
+            raise LayerNotFoundError(f"no layer {name!r}", path=_redact(self.uri))
+        with self._connect() as con, con.cursor() as cur:
+            cur.execute("SELECT Find_SRID(%s, %s, 'geom')", (self.schema, name))
+            srid = cur.fetchone()[0]
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                        "%s AND table_name = %s", (self.schema, name))
+            have = {r[0] for r in cur.fetchall()}
+            cols = [c for c in columns if c in have and c not in ("fid", "geom")]
+            cur.execute(sql.SQL(
+                "SELECT fid, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom), CASE WHEN "
+                "geom IS NULL OR ST_IsEmpty(geom) THEN NULL ELSE GeometryType(geom) END{} FROM {} "
+                "ORDER BY fid").format(sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c))
+                                                       for c in cols), self._table(name)))
+            rows = cur.fetchall()
+        names = ["fid", "minx", "miny", "maxx", "maxy", "geom_type", *cols]
+        frame = pd.DataFrame(rows, columns=names).set_index("fid")
+        frame.index = pd.Index(frame.index.to_numpy(np.int64))
+        for c in ("minx", "miny", "maxx", "maxy"):
+            frame[c] = frame[c].astype(np.float64)
+        frame.loc[frame["geom_type"].isna(), ["minx", "miny", "maxx", "maxy"]] = np.nan
+        frame.attrs["crs"] = CRS.from_epsg(srid).to_string() if srid else None
+        return frame
+
+    def _select(self, name: str, where: sql.Composable, params: tuple,
+                srid_param: bool = False) -> gpd.GeoDataFrame:
         if name not in self.layers():
             raise LayerNotFoundError(f"no layer {name!r}", path=_redact(self.uri))
         table = self._table(name)
@@ -186,11 +227,8 @@ class PostGISStore(Store):
             cur.execute("SELECT Find_SRID(%s, %s, 'geom')", (self.schema, name))
             srid = cur.fetchone()[0]
             query = sql.SQL("SELECT *, ST_AsBinary(geom) AS __wkb FROM {}").format(table)
-            params: tuple = ()
-            if bbox is not None:
-                query += sql.SQL(" WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)")
-                params = (*bbox, srid)
-            cur.execute(query + sql.SQL(" ORDER BY fid"), params)
+            cur.execute(query + where + sql.SQL(" ORDER BY fid"),
+                        (*params, srid) if srid_param else params)
             names = [d.name for d in cur.description]
             rows = cur.fetchall()
         frame = pd.DataFrame(rows, columns=names)
