@@ -839,57 +839,61 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
         _check_dem(dem, crs_text)
     notes: list[str] = []
     batch = max(1, options.max_features)
+    starting = None
+    if options.scheduler or options.workers > 1:  # workers start while the plan is made
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
+        starting = pool.submit(_dask_client, options)
+        pool.shutdown(wait=False)
 
     def load_dem() -> DemSource:
         grid = dem() if callable(dem) else dem
         _check_dem(grid, crs_text)
         return grid
 
-    plan = plan_layer(source, standard, None if dem is None else load_dem, notes, batch=batch,
-                      surfaces=with_surfaces and standard == "building")
-    if not len(plan):
-        raise DataError("nothing to build: no feature has usable geometry and heights")
-    if on_plan is not None:
-        on_plan(len(plan))
-    if options.lod == 2 and not with_surfaces and standard == "building" and \
-            not plan.has_roof_types:
-        notes.append("no roof types and no CityGML surfaces: LOD2 roofs are flat")
-    b = plan.bounds
-    centroids = np.c_[(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2]
-    tree = build_tileset(centroids, b, crs_text, max_features_per_tile=options.max_features)
-    fmt = "b3dm" if options.version == "1.0" else "glb"
-    cls = class_name or standard
-    settings: dict[str, Any] = {
-        "generator": GENERATOR, "encoder": ENCODER_VERSION, "format": fmt,
-        "compress": options.compress, "standard": standard, "class": cls, "crs": crs_text,
-        "lod": options.lod, "kind": standard, "digest": DIGEST_VERSION}
-    prefix = json.dumps(settings, sort_keys=True).encode()
-    job = TileJob(standard, standard, options.lod, fmt, options.compress, cls, crs_text,
-                  options.gzip, prefix)
-    surface_index = None
-    if with_surfaces and standard == "building":
-        keys = source.surface_keys()
-        fids = np.asarray(keys.index, np.int64)
-        surface_index = {k: fids[v] for k, v in
-                         keys.reset_index(drop=True).groupby(keys.to_numpy(object)).indices.items()}
-    content = FeatureContent(plan, source, job, settings, _known_fingerprints(Path(out),
-                                                                              options.gzip),
-                             surface_index)
-    content.on_tile = progress
-    client = cluster = None
     try:
-        if options.scheduler or options.workers > 1:
-            client, cluster = _dask_client(options)
+        plan = plan_layer(source, standard, None if dem is None else load_dem, notes, batch=batch,
+                          surfaces=with_surfaces and standard == "building")
+        if not len(plan):
+            raise DataError("nothing to build: no feature has usable geometry and heights")
+        if on_plan is not None:
+            on_plan(len(plan))
+        if options.lod == 2 and not with_surfaces and standard == "building" and \
+                not plan.has_roof_types:
+            notes.append("no roof types and no CityGML surfaces: LOD2 roofs are flat")
+        b = plan.bounds
+        centroids = np.c_[(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2]
+        tree = build_tileset(centroids, b, crs_text, max_features_per_tile=options.max_features)
+        fmt = "b3dm" if options.version == "1.0" else "glb"
+        cls = class_name or standard
+        settings: dict[str, Any] = {
+            "generator": GENERATOR, "encoder": ENCODER_VERSION, "format": fmt,
+            "compress": options.compress, "standard": standard, "class": cls, "crs": crs_text,
+            "lod": options.lod, "kind": standard, "digest": DIGEST_VERSION}
+        prefix = json.dumps(settings, sort_keys=True).encode()
+        job = TileJob(standard, standard, options.lod, fmt, options.compress, cls, crs_text,
+                      options.gzip, prefix)
+        surface_index = None
+        if with_surfaces and standard == "building":
+            keys = source.surface_keys()
+            fids = np.asarray(keys.index, np.int64)
+            groups = keys.reset_index(drop=True).groupby(keys.to_numpy(object)).indices
+            surface_index = {k: fids[v] for k, v in groups.items()}
+        content = FeatureContent(plan, source, job, settings, _known_fingerprints(Path(out),
+                                                                                  options.gzip),
+                                 surface_index)
+        content.on_tile = progress
+        if starting is not None:
+            client = starting.result()[0]
             todo = [t.features for t in tree.root.walk() if t.has_content]
-            content.prefetch(client, todo,
-                             window=4 * max(1, len(client.scheduler_info()["workers"])))
+            workers = max(1, len(client.scheduler_info()["workers"]))
+            content.prefetch(client, todo, window=max(16, 8 * workers))
         report = write_tileset(tree, out, content, version=options.version,
                                implicit=options.implicit, gzip=options.gzip)
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        if starting is not None:
+            _close_dask(starting)
     skipped = len(content.notes)
     notes.extend(content.notes[:20])
     largest = max((len(t.features) for t in tree.root.walk()), default=0)
@@ -914,11 +918,25 @@ def _check_dem(dem: DemSource, crs_text: str) -> None:
 
 
 def _dask_client(options: TilesOptions):
+    """A client of the given scheduler, or of a new LocalCluster of ``options.workers``
+    single-threaded processes (their statistical profiler off: it costs a tenth of the CPU)."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if options.scheduler:
         return Client(options.scheduler, timeout="30s"), None
-    cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                           silence_logs=logging.ERROR)
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=options.workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                               silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+def _close_dask(starting) -> None:
+    try:
+        client, cluster = starting.result()
+    except Exception:  # the start failed: the build already raised that
+        return
+    client.close()
+    if cluster is not None:
+        cluster.close()
