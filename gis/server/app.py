@@ -16,6 +16,7 @@ Routes in front of pygeoapi:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -100,4 +101,12 @@ def create_app() -> NgisApp:
         raise RuntimeError("PYGEOAPI_CONFIG is not set (start the server with `ngis serve`)")
     import pygeoapi.starlette_app as pygeoapi_app  # reads the environment on import
 
-    return NgisApp(pygeoapi_app.APP, load_config(config_path))
+    from gis.server import compat
+
+    compat.apply()
+    app = NgisApp(pygeoapi_app.APP, load_config(config_path))
+    # Everything loaded so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise add 30-70 ms pauses to requests.
+    gc.collect()
+    gc.freeze()
+    return app

@@ -51,9 +51,9 @@ def prepare(config_path: str | os.PathLike, url: str) -> Path:
     from pygeoapi.openapi import generate_openapi_document
 
     config_path = Path(config_path).resolve()
+    config = check_config(config_path)
     os.environ[URL_VAR] = url.rstrip("/")
     os.environ["PYGEOAPI_CONFIG"] = str(config_path)
-    config = check_config(config_path)
     cache = Path((config.get("ngis") or {}).get("cache") or "build/server-cache")
     cache.mkdir(parents=True, exist_ok=True)
     try:

@@ -51,17 +51,17 @@ def free_port() -> int:
 def start_server(config: Path, *, workers: int = 1, timeout: float = 90) -> tuple[str, subprocess.Popen]:
     """Start ``ngis serve`` and wait until it answers; returns (base URL, process)."""
     port = free_port()
-    log = open(config.parent / f"server-{port}.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "gis", "serve", "--config", str(config),
-                             "--port", str(port), "--workers", str(workers)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=config.parent,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = config.parent / f"server-{port}.log"
+    with open(log, "w") as fh:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "gis", "serve", "--config", str(config),
+                                 "--port", str(port), "--workers", str(workers)],
+                                stdout=fh, stderr=subprocess.STDOUT, cwd=config.parent,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"ngis serve exited with {proc.returncode}:\n{log.read()}")
+            pytest.fail(f"ngis serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url + "/conformance?f=json", timeout=5) as r:
                 if r.status == 200:
@@ -69,8 +69,7 @@ def start_server(config: Path, *, workers: int = 1, timeout: float = 90) -> tupl
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    log.seek(0)
-    pytest.fail(f"ngis serve did not answer within {timeout} s:\n{log.read()}")
+    pytest.fail(f"ngis serve did not answer within {timeout} s:\n{log.read_text()}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

@@ -74,7 +74,9 @@ class ExposureProcessor(BaseProcessor):
             result = exposure(open_store(self.store_uri), geom, layers=layers)
         except NgisError as err:
             raise ProcessorExecuteError(str(err))
-        with_ids = bool(data.get("include_ids", False))
+        with_ids = data.get("include_ids", False)
+        if not isinstance(with_ids, bool):
+            raise ProcessorExecuteError("input 'include_ids' must be true or false")
         return "application/json", {"id": "exposure",
                                     "value": [r.as_dict(with_ids) for r in result]}
 

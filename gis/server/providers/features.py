@@ -408,6 +408,9 @@ class _Sql:
         self.matchers: list[int] = []
 
     def bind(self, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                not -_MAX_INT - 1 <= value <= _MAX_INT:
+            value = float(value)  # beyond 64-bit integers: compares right, cannot overflow
         self.params.append(value)
         return self.placeholder
 
@@ -1224,7 +1227,9 @@ class StoreFeatureProvider(BaseProvider):
         sql = _Sql(self.layer.placeholder)
         table = self.layer.table_sql()
         result: dict[str, Any] = {"type": "FeatureCollection", "features": []}
-        offset, limit = max(int(offset or 0), 0), max(int(limit if limit is not None else 10), 0)
+        # Clamped to SQL's 64-bit integers: an absurd offset is an empty page, not an overflow.
+        offset = min(max(int(offset or 0), 0), _MAX_INT)
+        limit = min(max(int(limit if limit is not None else 10), 0), _MAX_INT)
         with _registered(sql.matchers):  # the spatial tests registered while translating
             where = self._where(sql, bbox, bbox_crs, datetime_, properties, q, filterq,
                                 filter_crs)
@@ -1274,6 +1279,9 @@ class StoreFeatureProvider(BaseProvider):
         where = []
         translate = _Where(self, sql, filter_crs)
         if bbox:
+            if bbox_crs is None and isinstance(bbox, SourceBBox):
+                # pygeoapi converted the box by its corners; use the box as the client sent it.
+                bbox, bbox_crs = bbox.source, bbox.source_crs
             crs = _crs(bbox_crs) if bbox_crs else self.storage_crs
             area = _box_area(list(bbox), crs, self.layer.crs)
             where.append(self.layer.spatial("intersects", area, sql, False))
@@ -1365,6 +1373,25 @@ class StoreFeatureProvider(BaseProvider):
             always_xy = bool(spec.always_xy)
         return _Output(_transformer(self.layer.crs, target), target,
                        _swapped(target) and not always_xy)
+
+
+_MAX_INT = 2**63 - 1
+
+
+class SourceBBox(list):
+    """A bbox converted by its corners (what pygeoapi's providers expect), that remembers the box
+    and CRS the client sent, so this provider can test the exact area instead."""
+
+    source: list
+    source_crs: str
+
+
+def transform_bbox_exact(bbox: list, from_crs, to_crs, always_xy: bool = False) -> list:
+    """:func:`transform_bbox`, returning a :class:`SourceBBox` (installed by
+    :mod:`gis.server.compat` as pygeoapi's ``transform_bbox`` for item queries)."""
+    out = SourceBBox(transform_bbox(bbox, from_crs, to_crs, always_xy))
+    out.source, out.source_crs = list(bbox), from_crs
+    return out
 
 
 def transform_bbox(bbox: list, from_crs, to_crs, always_xy: bool = False) -> list:
