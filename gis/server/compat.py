@@ -4,6 +4,8 @@ client's mistake with a server error:
 
 - ``execute_process`` reads ``data.get('inputs')`` from any JSON body: a body that is JSON but
   not an object (``[]``, ``"x"``) raised AttributeError, a 500. Now 400.
+- ``get_collection_items`` with ``f=csv`` on a record collection fails with UnboundLocalError
+  (no CRS for records), a 500. CSV is offered for features only: now 400 for records.
 - ``get_collection_coverage`` answers an invalid ``bbox`` with HTTP 500 and the exception code
   ``InvalidParameterValue``, which OGC API Common defines as a 400. Now 400.
 
@@ -11,7 +13,8 @@ And one for speed and exactness: item queries convert ``bbox`` to the storage CR
 pyproj transformer per request (~17 ms of a ~22 ms request) and by its two corners only (a CRS84
 box is not a rectangle in TWD97: 2-13 m off at the edges of a 1-2 km box). The replacement caches
 transformers, gives stock providers the same corners, and lets ours see the box the client sent
-(:class:`gis.server.providers.features.SourceBBox`).
+(:class:`gis.server.providers.features.SourceBBox`). Item pages are serialised with orjson
+(about 5x faster than the json module on 100 polygons), with pygeoapi's own escaping of < and >.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def apply() -> None:
     from gis.server.providers.features import transform_bbox_exact
 
     itemtypes_api.transform_bbox = transform_bbox_exact
+    itemtypes_api.to_json = fast_to_json
+    itemtypes_api.get_collection_items = _no_csv_records(itemtypes_api.get_collection_items)
     processes_api.execute_process = _object_body(processes_api.execute_process)
     coverages_api.get_collection_coverage = _client_errors_are_400(
         coverages_api.get_collection_coverage)
@@ -55,6 +60,33 @@ def _object_body(execute):
                                      "InvalidParameterValue",
                                      "the request body must be a JSON object")
         return execute(api, request, *args, **kwargs)
+
+    return wrapper
+
+
+def fast_to_json(dict_, pretty: bool = False) -> str:
+    """``pygeoapi.util.to_json`` with orjson (NaN becomes null, which is valid JSON)."""
+    import orjson
+    from pygeoapi.util import json_serial
+
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    if pretty:
+        option |= orjson.OPT_INDENT_2
+    text = orjson.dumps(dict_, default=json_serial, option=option).decode()
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _no_csv_records(handler):
+    @functools.wraps(handler)
+    def wrapper(api, request, dataset=None, *args, **kwargs):
+        if request.format == "csv" and dataset is not None:
+            providers = api.config["resources"].get(dataset, {}).get("providers", [])
+            if any(p.get("type") == "record" for p in providers):
+                headers = request.get_response_headers(**api.api_headers)
+                return api.get_exception(HTTPStatus.BAD_REQUEST, headers, "json",
+                                         "InvalidParameterValue",
+                                         "CSV is offered for feature collections only")
+        return handler(api, request, dataset, *args, **kwargs)
 
     return wrapper
 

@@ -132,3 +132,7 @@ def test_client_mistakes_are_4xx_not_5xx(server):
     assert status == 200 and json.loads(body)["features"] == []
     status, _, body = server.get("/collections/roads/items?f=json&filter=lanes%3D" + "9" * 25)
     assert status == 200 and json.loads(body)["features"] == []
+    status, _, _ = server.get("/collections/catalog/items?f=csv")
+    assert status == 400
+    status, headers, body = server.get("/collections/roads/items?f=csv&limit=3")
+    assert status == 200 and body.count(b"\n") >= 3
