@@ -144,7 +144,9 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
         content_writer: Source of content bytes and fingerprints (e.g.
             :class:`tiles.content.MeshContent`); its ``extension`` is ``glb`` or ``b3dm``. With
             ``gzipped = True`` it hands over content already gzip-compressed (``gzip`` runs
-            the compression on its workers then).
+            the compression on its workers then); with a ``place(features, target)`` method
+            returning True it has put the content file at ``target`` itself (moved from where
+            its workers wrote it).
         version: ``1.1`` (glb or b3dm content) or ``1.0`` (b3dm content only).
         implicit: Write QUADTREE implicit tiling with binary subtrees (1.1 only).
         gzip: Store content and subtree files gzip-compressed (same names).
@@ -196,10 +198,12 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
                     shutil.copy2(out / old, target)
                 reused += 1
             else:
-                data = content_writer.write(t.features)
-                if gzip and not getattr(content_writer, "gzipped", False):
-                    data = gzip_module.compress(data, compresslevel=9, mtime=0)
-                target.write_bytes(data)
+                place = getattr(content_writer, "place", None)
+                if place is None or not place(t.features, target):
+                    data = content_writer.write(t.features)
+                    if gzip and not getattr(content_writer, "gzipped", False):
+                        data = gzip_module.compress(data, compresslevel=9, mtime=0)
+                    target.write_bytes(data)
                 written += 1
             size = target.stat().st_size
             stored += size

@@ -38,6 +38,8 @@ ANGLE_MARGIN = 1e-8
 HEIGHT_MARGIN = 0.05
 MIN_INNER_ERROR = 0.01
 TIE_FACTOR = 0.99
+#: Features whose regions are computed at once (memory: about 1 kB of temporaries each).
+REGION_CHUNK = 65536
 
 
 @dataclass
@@ -135,6 +137,9 @@ def feature_regions(bounds: np.ndarray, crs: str) -> np.ndarray:
         (n, 6) west, south, east, north (radians), minimum and maximum ellipsoidal height (m).
     """
     b = np.asarray(bounds, np.float64).reshape(-1, 6)
+    if len(b) > REGION_CHUNK:  # bounded temporaries (9 points and their geoid per feature)
+        return np.concatenate([feature_regions(b[i:i + REGION_CHUNK], crs)
+                               for i in range(0, len(b), REGION_CHUNK)])
     f = np.array([0.0, 0.5, 1.0])
     fx, fy = np.meshgrid(f, f)
     xs = b[:, [0]] + (b[:, [2]] - b[:, [0]]) * fx.reshape(1, -1)
