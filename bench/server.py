@@ -38,8 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("NGIS_BENCH_CACHE", "/tmp/ngis-bench/server"))
 PY = sys.executable
-# generate_region(size="city", scale=s) makes about 465k * s buildings.
-BUILDINGS_PER_SCALE = 465_000
+# generate_region(size="national", scale=s) makes about 360k * s buildings near s = 0.28.
+BUILDINGS_PER_SCALE = 360_000
 
 
 def make_store(n_buildings: int) -> Path:
@@ -48,12 +48,12 @@ def make_store(n_buildings: int) -> Path:
     from gis.etl.ingest import ingest, load_manifest
 
     scale = round(n_buildings / BUILDINGS_PER_SCALE, 4)
-    d = CACHE / f"city-{scale}"
+    d = CACHE / f"national-{scale}"
     store = d / "basemap.gpkg"
     if not store.is_file():
         shutil.rmtree(d, ignore_errors=True)
         print(f"generating a region at scale {scale} (cached in {d}) ...", flush=True)
-        generate_region(d / "source", seed=7, size="city", scale=scale)
+        generate_region(d / "source", seed=7, size="national", scale=scale)
         ingest(str(store), load_manifest(d / "source" / "manifest.json"))
     return store
 
