@@ -28,6 +28,7 @@ Layout of what :func:`write_glb` writes (one mesh, one triangle primitive):
 from __future__ import annotations
 
 import struct
+from functools import cache
 from typing import Any, Literal
 
 import meshopt
@@ -354,6 +355,24 @@ def surface_class() -> MetadataClass:
                                                    "network part).")], "Surface type")
 
 
+@cache
+def _surface_table() -> tuple[dict[str, Any], list[bytes], dict[str, Any]]:
+    """The surface-type property table (the same in every content), encoded once: its JSON with
+    buffer views numbered from 0, the views' bytes, and its schema class."""
+    sc = surface_class()
+    names = {v: k for k, v in SURFACE_CODES.items()}
+    size = max(SURFACE_CODES.values()) + 1
+    frame = pd.DataFrame({"code": np.arange(size), "name": [names.get(i) for i in range(size)]})
+    views: list[bytes] = []
+
+    def add(data: bytes) -> int:
+        views.append(data)
+        return len(views) - 1
+
+    table = property_table(sc, frame, add)
+    return table, views, schema_json(sc)["classes"]["surface_type"]
+
+
 def write_glb(mesh: Mesh, features: pd.DataFrame, standard: str | None, *,
               compress: Compress = "none", class_name: str | None = None,
               crs: str | None = None, frame: LocalFrame | None = None,
@@ -396,13 +415,14 @@ def write_glb(mesh: Mesh, features: pd.DataFrame, standard: str | None, *,
                              lambda data: b.view(data))]
     schema = schema_json(mc)
     if "_FEATURE_ID_1" in prim["attributes"]:
-        sc = surface_class()
-        names = {v: k for k, v in SURFACE_CODES.items()}
-        size = max(SURFACE_CODES.values()) + 1
-        frame_st = pd.DataFrame({"code": np.arange(size),
-                                 "name": [names.get(i) for i in range(size)]})
-        tables.append(property_table(sc, frame_st, lambda data: b.view(data)))
-        schema["classes"]["surface_type"] = schema_json(sc)["classes"]["surface_type"]
+        table, views, cls = _surface_table()
+        first = len(b.gltf["bufferViews"])
+        for data in views:
+            b.view(data)
+        tables.append({**table, "properties": {
+            k: {kk: (vv + first if kk in ("values", "stringOffsets") else vv)
+                for kk, vv in v.items()} for k, v in table["properties"].items()}})
+        schema["classes"]["surface_type"] = cls
         feature_sets.append({"featureCount": int(len(np.unique(mesh.surface_types))),
                              "attribute": 1, "propertyTable": 1, "label": "surface_type"})
     prim["extensions"] = {"EXT_mesh_features": {"featureIds": feature_sets}}

@@ -23,10 +23,12 @@ the previous build are built (:mod:`tiles.tileset` reuses the rest).
 
 from __future__ import annotations
 
+import gc
 import gzip as gzip_module
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import threading
@@ -814,11 +816,18 @@ class FeatureContent:
                 self._pending[key] = (future, i)
 
 
+_FROZEN = False
+
+
 def tile_batch(reader: StoreLayer | None, tiles: list[tuple[str, TileSpec]], job: TileJob,
                known: frozenset[str] = frozenset(), stage: str | None = None
                ) -> list[TileResult]:
     """:func:`tile_content` of consecutive tiles (one dask task); with ``stage``, each content is
     written there (``KEY.EXT``) instead of being sent back."""
+    global _FROZEN
+    if not _FROZEN and multiprocessing.parent_process() is not None:
+        gc.freeze()  # a worker process's modules live on: the collector need not scan them
+        _FROZEN = True
     out = []
     for key, spec in tiles:
         result = tile_content(reader, spec, job, known)
@@ -944,8 +953,12 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
                 shutil.rmtree(stage, ignore_errors=True)
                 stage.mkdir(parents=True)
             content.prefetch(client, todo, window=max(8, 4 * workers), stage=stage)
-        report = write_tileset(tree, out, content, version=options.version,
-                               implicit=options.implicit, gzip=options.gzip)
+        gc.freeze()  # the plan, the tree and the modules live on: the collector need not scan them
+        try:
+            report = write_tileset(tree, out, content, version=options.version,
+                                   implicit=options.implicit, gzip=options.gzip)
+        finally:
+            gc.unfreeze()
     finally:
         if starting is not None:
             _close_dask(starting)

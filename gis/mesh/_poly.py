@@ -354,11 +354,53 @@ def cap_triangles(r: Rings, polys: np.ndarray | None = None) -> np.ndarray:
         base = np.repeat(s, c - 2)
         k = _ranges(np.ones(len(fan), np.int64), c - 2)
         out.append(np.stack([base, base + k, base + k + 1], axis=1))
-    for p in polys[~convex]:
-        v0, v1 = r.poly_vertex_range(p)
-        rr = slice(r.poly_ring_start[p], r.poly_ring_start[p] + r.poly_ring_count[p])
-        out.append(earcut_rings(r.xy[v0:v1], r.ring_count[rr]) + v0)
+    if (~convex).any():
+        out.append(_earcut_polys(r, polys[~convex]))
     return np.concatenate(out) if out else np.zeros((0, 3), np.int64)
+
+
+def _earcut_polys(r: Rings, polys: np.ndarray) -> np.ndarray:
+    """:func:`earcut_rings` of each polygon (the same triangles, in polygon order), with the
+    per-polygon array work done once for all: only the earcut call stays in the loop."""
+    rs, rc = r.poly_ring_start[polys], r.poly_ring_count[polys]
+    last = rs + rc - 1
+    v0 = r.ring_start[rs]
+    counts = r.ring_start[last] + r.ring_count[last] - v0
+    starts = np.cumsum(counts) - counts
+    sub = r.xy[_ranges(v0, counts)]
+    pid = np.repeat(np.arange(len(polys)), counts)
+    mins = np.stack([np.minimum.reduceat(sub[:, 0], starts),
+                     np.minimum.reduceat(sub[:, 1], starts)], axis=1)
+    local = sub - mins[pid]  # as earcut_rings: each polygon relative to its own minimum
+    rings = _ranges(rs, rc)
+    ends = (r.ring_start[rings] + r.ring_count[rings] - np.repeat(v0, rc)).astype(np.uint32)
+    ring0 = np.cumsum(rc) - rc
+    parts = [earcut.triangulate_float64(local[a:a + n], ends[e:e + k])
+             for a, n, e, k in zip(starts.tolist(), counts.tolist(), ring0.tolist(), rc.tolist(),
+                                   strict=True)]
+    ntri = np.array([len(t) // 3 for t in parts], np.int64)
+    if not ntri.sum():
+        return np.zeros((0, 3), np.int64)
+    tri = np.concatenate(parts).astype(np.int64).reshape(-1, 3)
+    tpoly = np.repeat(np.arange(len(polys)), ntri)
+    tri += starts[tpoly][:, None]
+    q = local[tri]
+    cross = ((q[:, 1, 0] - q[:, 0, 0]) * (q[:, 2, 1] - q[:, 0, 1])
+             - (q[:, 1, 1] - q[:, 0, 1]) * (q[:, 2, 0] - q[:, 0, 0]))
+    flip = cross < 0
+    tri[flip] = tri[flip][:, ::-1]
+    used = np.zeros(len(local), bool)
+    used[tri.ravel()] = True
+    missing = ~np.logical_and.reduceat(used, starts) & (ntri > 0)
+    if missing.any():  # collinear vertices earcut skipped: split triangles to use them
+        split = np.split(tri, np.cumsum(ntri)[:-1])
+        for k in np.flatnonzero(missing):
+            a = starts[k]
+            split[k] = _put_back(split[k] - a, used[a:a + counts[k]],
+                                 r.ring_count[rs[k]:rs[k] + rc[k]]) + a
+        tri = np.concatenate(split)
+        tpoly = np.repeat(np.arange(len(polys)), [len(t) for t in split])
+    return tri + (v0 - starts)[tpoly][:, None]
 
 
 def triangulate_simple_rings(xy: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
