@@ -1,0 +1,261 @@
+"""Metering: what each key used, per resource and UTC day.
+
+Counted per ``(day, key_id, user_class, resource)``: requests, features returned, bytes sent,
+tiles and process runs. The caller counts successful responses only.
+
+Storage and cost: ``record`` only adds to a per-process dictionary (about a microsecond); the
+dictionary is flushed to the SQLite table ``usage_daily`` (WAL mode) in one short
+``BEGIN IMMEDIATE`` transaction of UPSERTs that *add* to the stored counts, at most every
+``flush_ms`` milliseconds (on the first ``record`` after the interval), on ``flush()``/``close()``
+and at interpreter exit. Several processes (uvicorn workers) flush into the same database, and
+because every flush adds its deltas inside a write transaction, the totals are exact once each
+process has flushed. A process killed with SIGKILL loses at most its last ``flush_ms`` of counts;
+a flush that fails (database locked beyond the busy timeout) keeps its counts for the next one.
+
+An idle worker keeps its last counts in memory until its next request or its shutdown: the
+server should call ``flush()`` from a periodic task (or on shutdown) if reports must be current
+to the second.
+
+The database and audit locations come from the server config (``access_paths``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Meter", "access_paths", "read_usage", "COUNTERS", "DEFAULT_DB_NAME", "DEFAULT_AUDIT_DIR"]
+
+#: Counter columns, in order.
+COUNTERS = ("requests", "features", "bytes", "tiles", "processes")
+#: File name of the access database under ``ngis.cache`` when ``ngis.access.db`` is not set.
+DEFAULT_DB_NAME = "access.db"
+#: Folder of the audit log under ``ngis.cache`` when ``ngis.access.audit`` is not set.
+DEFAULT_AUDIT_DIR = "audit"
+#: Cache folder when the config has no ``ngis.cache`` (as ``build_config`` does for PostGIS).
+DEFAULT_CACHE = Path("build") / "server-cache"
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage_daily (
+    day TEXT NOT NULL,            -- UTC date, YYYY-MM-DD
+    key_id TEXT NOT NULL,
+    user_class TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    features INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    tiles INTEGER NOT NULL DEFAULT 0,
+    processes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, key_id, user_class, resource)
+) WITHOUT ROWID
+"""
+
+_UPSERT = """
+INSERT INTO usage_daily (day, key_id, user_class, resource, requests, features, bytes, tiles,
+                         processes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (day, key_id, user_class, resource) DO UPDATE SET
+    requests = requests + excluded.requests,
+    features = features + excluded.features,
+    bytes = bytes + excluded.bytes,
+    tiles = tiles + excluded.tiles,
+    processes = processes + excluded.processes
+"""
+
+
+def access_paths(config: Mapping[str, Any]) -> tuple[Path, Path]:
+    """``(db_path, audit_dir)`` of a server config (as read by ``load_config``).
+
+    ``ngis.access.db`` and ``ngis.access.audit`` when set (strings); otherwise
+    ``<ngis.cache>/access.db`` and ``<ngis.cache>/audit/``. ``ngis.access`` also holds the grades
+    of the 3D tilesets (name -> mapping), so only string values of ``db``/``audit`` count. Relative
+    paths resolve against the working directory, like every path of the config.
+    """
+    ngis = config.get("ngis") or {}
+    access = ngis.get("access") or {}
+    cache = Path(ngis.get("cache") or DEFAULT_CACHE)
+    db = access.get("db")
+    audit = access.get("audit")
+    return (Path(db) if isinstance(db, str) and db else cache / DEFAULT_DB_NAME,
+            Path(audit) if isinstance(audit, str) and audit else cache / DEFAULT_AUDIT_DIR)
+
+
+def _check_month(month: str) -> str:
+    if not isinstance(month, str) or not _MONTH.match(month):
+        raise ValueError(f"month must be YYYY-MM, not {month!r}")
+    return month
+
+
+def _query_usage(conn: sqlite3.Connection, month: str, by_day: bool) -> list[dict[str, Any]]:
+    group = "key_id, user_class, resource" + (", day" if by_day else "")
+    sums = ", ".join(f"SUM({c}) AS {c}" for c in COUNTERS)
+    sql = (f"SELECT {group}, {sums} FROM usage_daily WHERE day >= ? AND day < ? "
+           f"GROUP BY {group} ORDER BY {group}")
+    cur = conn.execute(sql, (f"{month}-01", f"{month}-99"))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def read_usage(db_path: str | os.PathLike, month: str, *,
+               by_day: bool = False) -> list[dict[str, Any]]:
+    """``Meter.usage`` for readers (reports): opens ``db_path`` read-only, creates nothing.
+
+    Raises:
+        FileNotFoundError: No database at ``db_path``.
+    """
+    _check_month(month)
+    path = Path(db_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no metering database (has the server run with the "
+                                "access layer?)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = 'usage_daily'").fetchone()
+        return _query_usage(conn, month, by_day) if has_table else []
+    finally:
+        conn.close()
+
+
+class Meter:
+    """Usage counters per key, resource and day, shared by all processes using ``db_path``.
+
+    Args:
+        db_path: SQLite database (created if missing; the table is ``usage_daily``).
+        flush_ms: Longest time counts stay in this process before ``record`` flushes them;
+            0 writes through on every call.
+        clock: Monotonic seconds for the flush interval (injectable for tests).
+        busy_timeout_ms: How long a flush waits for another process's write lock.
+    """
+
+    def __init__(self, db_path: str | os.PathLike, *, flush_ms: float = 1000,
+                 clock: Callable[[], float] = time.monotonic, busy_timeout_ms: int = 10000):
+        self.db_path = Path(db_path)
+        self.flush_s = flush_ms / 1000
+        self.clock = clock
+        self.busy_timeout_ms = busy_timeout_ms
+        self._lock = threading.Lock()          # guards _pending
+        self._db_lock = threading.Lock()       # guards the connection
+        self._pending: dict[tuple[str, str, str, str], list[int]] = {}
+        self._last_flush = clock()
+        self._pid = -1
+        self._conn: sqlite3.Connection | None = None
+        self._connect()
+        ref = weakref.ref(self)
+        self._atexit = lambda: (m := ref()) is not None and m.flush()
+        atexit.register(self._atexit)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
+                               timeout=self.busy_timeout_ms / 1000)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        conn.execute(_SCHEMA)
+        if self._pid != -1 and self._pid != os.getpid():
+            # Created before a fork: the parent's unflushed counts are the parent's to write.
+            with self._lock:
+                self._pending.clear()
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._conn if self._pid == os.getpid() and self._conn else self._connect()
+
+    def record(self, key_id: str, user_class: str, resource: str, day: str, requests: int = 1,
+               features: int = 0, bytes_: int = 0, tiles: int = 0, processes: int = 0) -> None:
+        """Count one successful response (or several, with ``requests``).
+
+        Args:
+            key_id: The key's id (never the key); anonymous clients share one id.
+            user_class: The key's user class (``government``, ``academic``, ``commercial``,
+                ``public``): the charging schedule prices by it.
+            resource: The resource id of the server config (collection, process, tileset).
+            day: UTC date, ``YYYY-MM-DD``.
+            requests, features, bytes_, tiles, processes: Amounts to add.
+        """
+        k = (day, key_id, user_class, resource)
+        with self._lock:
+            c = self._pending.get(k)
+            if c is None:
+                self._pending[k] = [requests, features, bytes_, tiles, processes]
+            else:
+                c[0] += requests
+                c[1] += features
+                c[2] += bytes_
+                c[3] += tiles
+                c[4] += processes
+        if self.clock() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write this process's pending counts (added to the stored ones) and clear them."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = self.clock()
+        if not pending:
+            return
+        rows = [(*k, *c) for k, c in pending.items()]
+        try:
+            with self._db_lock:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_UPSERT, rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except BaseException:
+            self._merge_back(pending)
+            raise
+
+    def _merge_back(self, pending: dict[tuple[str, str, str, str], list[int]]) -> None:
+        with self._lock:
+            for k, c in pending.items():
+                cur = self._pending.setdefault(k, [0] * len(COUNTERS))
+                for i, v in enumerate(c):
+                    cur[i] += v
+
+    def usage(self, month: str, *, by_day: bool = False) -> list[dict[str, Any]]:
+        """Stored usage of one month (this process's pending counts are flushed first).
+
+        Args:
+            month: ``YYYY-MM``.
+            by_day: One row per day too (adds ``day``), instead of the month's sums.
+
+        Returns:
+            Dicts with ``key_id``, ``user_class``, ``resource`` (and ``day``) and the counters
+            ``requests``, ``features``, ``bytes``, ``tiles``, ``processes``, sorted by key id,
+            user class, resource (and day).
+        """
+        _check_month(month)
+        self.flush()
+        with self._db_lock:
+            return _query_usage(self._connection(), month, by_day)
+
+    def close(self) -> None:
+        """Flush and close the connection."""
+        self.flush()
+        atexit.unregister(self._atexit)
+        with self._db_lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
