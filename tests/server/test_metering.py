@@ -51,7 +51,7 @@ def test_counts_aggregate_per_key_resource_and_month(tmp_path):
 
 def test_buffered_until_interval_or_flush(tmp_path):
     db, clock = tmp_path / "access.db", Clock()
-    m = Meter(db, flush_ms=1000, clock=clock)
+    m = Meter(db, flush_ms=1000, background=False, clock=clock)
     m.record("k", "public", "roads", "2026-11-05")
     assert read_usage(db, "2026-11") == []          # still in this process
     clock.t += 0.999
@@ -63,6 +63,17 @@ def test_buffered_until_interval_or_flush(tmp_path):
     m.record("k", "public", "roads", "2026-11-05")
     m.flush()
     assert read_usage(db, "2026-11")[0]["requests"] == 4
+    m.close()
+
+
+def test_background_thread_flushes_an_idle_process(tmp_path):
+    db = tmp_path / "access.db"
+    m = Meter(db, flush_ms=50)
+    m.record("k", "public", "roads", "2026-11-05", features=3)
+    deadline = time.monotonic() + 10
+    while not read_usage(db, "2026-11") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert read_usage(db, "2026-11")[0]["features"] == 3
     m.close()
 
 
@@ -88,12 +99,20 @@ def _events(seed: int, n: int):
 
 
 def _record(db, seed, n, flush_ms, start):
-    m = Meter(db, flush_ms=flush_ms)
+    m = Meter(db, flush_ms=flush_ms, background=flush_ms != 5)
     start.wait(60)
     for key, cls, res, day, features, nbytes, tiles, procs in _events(seed, n):
         m.record(key, cls, res, day, features=features, bytes_=nbytes, tiles=tiles,
                  processes=procs)
+    if seed == 2:
+        return          # no close(): collecting the Meter must flush
+    if seed == 4:
+        _KEEP.append(m)     # no close() and still referenced: the child's exit must flush
+        return
     m.close()
+
+
+_KEEP: list[Meter] = []
 
 
 def test_totals_exact_across_processes(tmp_path):

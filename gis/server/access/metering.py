@@ -5,23 +5,23 @@ tiles and process runs. The caller counts successful responses only.
 
 Storage and cost: ``record`` only adds to a per-process dictionary (about a microsecond); the
 dictionary is flushed to the SQLite table ``usage_daily`` (WAL mode) in one short
-``BEGIN IMMEDIATE`` transaction of UPSERTs that *add* to the stored counts, at most every
-``flush_ms`` milliseconds (on the first ``record`` after the interval), on ``flush()``/``close()``
-and at interpreter exit. Several processes (uvicorn workers) flush into the same database, and
-because every flush adds its deltas inside a write transaction, the totals are exact once each
-process has flushed. A process killed with SIGKILL loses at most its last ``flush_ms`` of counts;
-a flush that fails (database locked beyond the busy timeout) keeps its counts for the next one.
-
-An idle worker keeps its last counts in memory until its next request or its shutdown: the
-server should call ``flush()`` from a periodic task (or on shutdown) if reports must be current
-to the second.
+``BEGIN IMMEDIATE`` transaction of UPSERTs that *add* to the stored counts: every ``flush_ms``
+milliseconds by a daemon thread of each process (``background=False``: by the first ``record``
+after the interval instead), on ``flush()``/``close()``, and at process exit (``atexit``, and
+the ``multiprocessing`` finalizers that uvicorn's worker processes run instead). Several
+processes (uvicorn workers) flush into the same database, and because every flush adds its
+deltas inside a write transaction, the totals are exact once each process has flushed: at most
+``flush_ms`` after the last request, and at once after ``flush()``. A process killed with
+SIGKILL loses at most its last ``flush_ms`` of counts; a flush that fails (database locked
+beyond the busy timeout) keeps its counts for the next one.
 
 The database and audit locations come from the server config (``access_paths``).
 """
 
 from __future__ import annotations
 
-import atexit
+import logging
+import multiprocessing.util as mp_util
 import os
 import re
 import sqlite3
@@ -32,7 +32,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Meter", "access_paths", "read_usage", "COUNTERS", "DEFAULT_DB_NAME", "DEFAULT_AUDIT_DIR"]
+__all__ = ["Meter", "access_paths", "read_usage", "COUNTERS", "DEFAULT_DB_NAME",
+           "DEFAULT_AUDIT_DIR"]
 
 #: Counter columns, in order.
 COUNTERS = ("requests", "features", "bytes", "tiles", "processes")
@@ -42,6 +43,8 @@ DEFAULT_DB_NAME = "access.db"
 DEFAULT_AUDIT_DIR = "audit"
 #: Cache folder when the config has no ``ngis.cache`` (as ``build_config`` does for PostGIS).
 DEFAULT_CACHE = Path("build") / "server-cache"
+
+log = logging.getLogger(__name__)
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -127,35 +130,24 @@ def read_usage(db_path: str | os.PathLike, month: str, *,
         conn.close()
 
 
-class Meter:
-    """Usage counters per key, resource and day, shared by all processes using ``db_path``.
+class _Sink:
+    """The state a Meter writes from: pending counts and the connection. Kept apart from the
+    Meter so that exit hooks and the flushing thread can hold it without keeping the Meter
+    alive (a Meter that is garbage-collected still writes its counts)."""
 
-    Args:
-        db_path: SQLite database (created if missing; the table is ``usage_daily``).
-        flush_ms: Longest time counts stay in this process before ``record`` flushes them;
-            0 writes through on every call.
-        clock: Monotonic seconds for the flush interval (injectable for tests).
-        busy_timeout_ms: How long a flush waits for another process's write lock.
-    """
-
-    def __init__(self, db_path: str | os.PathLike, *, flush_ms: float = 1000,
-                 clock: Callable[[], float] = time.monotonic, busy_timeout_ms: int = 10000):
-        self.db_path = Path(db_path)
-        self.flush_s = flush_ms / 1000
-        self.clock = clock
+    def __init__(self, db_path: Path, busy_timeout_ms: int):
+        self.db_path = db_path
         self.busy_timeout_ms = busy_timeout_ms
-        self._lock = threading.Lock()          # guards _pending
-        self._db_lock = threading.Lock()       # guards the connection
-        self._pending: dict[tuple[str, str, str, str], list[int]] = {}
-        self._last_flush = clock()
-        self._pid = -1
-        self._conn: sqlite3.Connection | None = None
-        self._connect()
-        ref = weakref.ref(self)
-        self._atexit = lambda: (m := ref()) is not None and m.flush()
-        atexit.register(self._atexit)
+        self.lock = threading.Lock()          # guards pending
+        self.db_lock = threading.Lock()       # guards the connection
+        self.pending: dict[tuple[str, str, str, str], list[int]] = {}
+        self.pid = -1
+        self.conn: sqlite3.Connection | None = None
+        self.stop = threading.Event()         # stops the flushing thread
+        self.thread_pid = -1
+        self.connect()
 
-    def _connect(self) -> sqlite3.Connection:
+    def connect(self) -> sqlite3.Connection:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
                                timeout=self.busy_timeout_ms / 1000)
@@ -163,15 +155,95 @@ class Meter:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         conn.execute(_SCHEMA)
-        if self._pid != -1 and self._pid != os.getpid():
+        if self.pid != -1 and self.pid != os.getpid():
             # Created before a fork: the parent's unflushed counts are the parent's to write.
-            with self._lock:
-                self._pending.clear()
-        self._conn, self._pid = conn, os.getpid()
+            with self.lock:
+                self.pending.clear()
+        self.conn, self.pid = conn, os.getpid()
         return conn
 
-    def _connection(self) -> sqlite3.Connection:
-        return self._conn if self._pid == os.getpid() and self._conn else self._connect()
+    def connection(self) -> sqlite3.Connection:
+        return self.conn if self.pid == os.getpid() and self.conn else self.connect()
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, {}
+        if not pending:
+            return
+        rows = [(*k, *c) for k, c in pending.items()]
+        try:
+            with self.db_lock:
+                conn = self.connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_UPSERT, rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except BaseException:
+            with self.lock:   # keep them for the next flush
+                for k, c in pending.items():
+                    cur = self.pending.setdefault(k, [0] * len(COUNTERS))
+                    for i, v in enumerate(c):
+                        cur[i] += v
+            raise
+
+    def flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception as err:
+            log.warning("usage meter: flush to %s failed (%s); counts kept", self.db_path, err)
+
+    def start_flusher(self, interval: float) -> None:
+        """A daemon thread of this process writing the counts every ``interval`` seconds."""
+        self.thread_pid = os.getpid()
+        self.stop = stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(interval):
+                self.flush_quietly()
+
+        threading.Thread(target=run, name="ngis-meter-flush", daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.flush_quietly()
+        with self.db_lock:
+            if self.conn is not None and self.pid == os.getpid():
+                self.conn.close()
+            self.conn = None
+
+
+class Meter:
+    """Usage counters per key, resource and day, shared by all processes using ``db_path``.
+
+    Args:
+        db_path: SQLite database (created if missing; the table is ``usage_daily``).
+        flush_ms: Longest time counts stay in this process (0: written on every call).
+        background: Flush from a daemon thread (else from the first ``record`` after
+            ``flush_ms``, which leaves an idle process's counts unwritten until it records).
+        clock: Monotonic seconds for the flush interval without ``background`` (for tests).
+        busy_timeout_ms: How long a flush waits for another process's write lock.
+
+    Thread-safe; may be created before a fork (the child starts with no pending counts and its
+    own connection and thread).
+    """
+
+    def __init__(self, db_path: str | os.PathLike, *, flush_ms: float = 1000,
+                 background: bool = True, clock: Callable[[], float] = time.monotonic,
+                 busy_timeout_ms: int = 10000):
+        self.db_path = Path(db_path)
+        self.flush_s = flush_ms / 1000
+        self.background = background and flush_ms > 0
+        self.clock = clock
+        self._last_flush = clock()
+        self._sink = sink = _Sink(self.db_path, busy_timeout_ms)
+        # Counts are written when the Meter is collected, at interpreter exit (weakref.finalize
+        # runs at exit), and when a multiprocessing child (a uvicorn worker) ends: those leave
+        # through os._exit, skipping atexit, but run multiprocessing's finalizers first.
+        self._finalize = weakref.finalize(self, sink.close)
+        self._mp_finalize = mp_util.Finalize(None, sink.flush_quietly, exitpriority=10)
 
     def record(self, key_id: str, user_class: str, resource: str, day: str, requests: int = 1,
                features: int = 0, bytes_: int = 0, tiles: int = 0, processes: int = 0) -> None:
@@ -181,52 +253,37 @@ class Meter:
             key_id: The key's id (never the key); anonymous clients share one id.
             user_class: The key's user class (``government``, ``academic``, ``commercial``,
                 ``public``): the charging schedule prices by it.
-            resource: The resource id of the server config (collection, process, tileset).
+            resource: The metered resource name (a collection id, ``processes/<id>``,
+                ``3dtiles/<name>``; see ``charging.resource_charge_classes``).
             day: UTC date, ``YYYY-MM-DD``.
             requests, features, bytes_, tiles, processes: Amounts to add.
         """
+        sink = self._sink
         k = (day, key_id, user_class, resource)
-        with self._lock:
-            c = self._pending.get(k)
+        with sink.lock:
+            c = sink.pending.get(k)
             if c is None:
-                self._pending[k] = [requests, features, bytes_, tiles, processes]
+                sink.pending[k] = [requests, features, bytes_, tiles, processes]
             else:
                 c[0] += requests
                 c[1] += features
                 c[2] += bytes_
                 c[3] += tiles
                 c[4] += processes
-        if self.clock() - self._last_flush >= self.flush_s:
+        if self.background:
+            if sink.thread_pid != os.getpid():
+                sink.start_flusher(self.flush_s)
+        elif self.clock() - self._last_flush >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:
-        """Write this process's pending counts (added to the stored ones) and clear them."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self._last_flush = self.clock()
-        if not pending:
-            return
-        rows = [(*k, *c) for k, c in pending.items()]
-        try:
-            with self._db_lock:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(_UPSERT, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-        except BaseException:
-            self._merge_back(pending)
-            raise
+        """Write this process's pending counts (added to the stored ones) and clear them.
 
-    def _merge_back(self, pending: dict[tuple[str, str, str, str], list[int]]) -> None:
-        with self._lock:
-            for k, c in pending.items():
-                cur = self._pending.setdefault(k, [0] * len(COUNTERS))
-                for i, v in enumerate(c):
-                    cur[i] += v
+        Raises:
+            sqlite3.Error: The database stayed locked or failed; the counts are kept.
+        """
+        self._last_flush = self.clock()
+        self._sink.flush()
 
     def usage(self, month: str, *, by_day: bool = False) -> list[dict[str, Any]]:
         """Stored usage of one month (this process's pending counts are flushed first).
@@ -242,17 +299,13 @@ class Meter:
         """
         _check_month(month)
         self.flush()
-        with self._db_lock:
-            return _query_usage(self._connection(), month, by_day)
+        with self._sink.db_lock:
+            return _query_usage(self._sink.connection(), month, by_day)
 
     def close(self) -> None:
-        """Flush and close the connection."""
-        self.flush()
-        atexit.unregister(self._atexit)
-        with self._db_lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        """Flush, stop the flushing thread and close the connection."""
+        self._mp_finalize.cancel()
+        self._finalize()
 
     def __enter__(self) -> Meter:
         return self
