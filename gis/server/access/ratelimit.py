@@ -8,8 +8,11 @@ Storage: one SQLite table in WAL mode (``synchronous=OFF``: losing the buckets o
 only forgives some requests). Each call is a single ``INSERT ... ON CONFLICT DO UPDATE ...
 RETURNING`` statement inside ``BEGIN IMMEDIATE``, so the read-refill-take step is atomic across
 processes (SQLite's write lock serialises them) and costs one short write transaction, about
-20-40 µs here (see ``tests/server/test_ratelimit.py`` for the printed timing). No fsync happens
-on the request path.
+20-30 µs here (see ``tests/server/test_ratelimit.py`` for the printed timing). No fsync happens
+on the request path. The limiters of all processes first queue on an ``flock`` of
+``<db>.ratelimit.lock``: the kernel hands it over as soon as it is released, where SQLite's own
+busy handler would sleep 1, 2, 5, 10... ms between retries (measured: p99.9 of 8-30 ms with 2-4
+busy processes without it).
 
 Clocks: the bucket is driven by an injectable ``clock`` (wall-clock seconds, ``time.time`` by
 default, shared by all processes of the machine). A clock reading older than the bucket's last
@@ -25,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -88,6 +92,8 @@ class RateLimiter:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         conn.execute(_SCHEMA)
+        self._lock_fd = os.open(f"{self.db_path}.ratelimit.lock",
+                                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._conn, self._pid = conn, os.getpid()
         return conn
 
@@ -109,13 +115,17 @@ class RateLimiter:
         params = {"key": key_id, "cap": float(per_minute), "rate": rate, "now": self.clock()}
         with self._lock:
             conn = self._conn if self._pid == os.getpid() else self._connect()
-            conn.execute("BEGIN IMMEDIATE")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
-                tokens, ok = conn.execute(_UPSERT, params).fetchone()
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    tokens, ok = conn.execute(_UPSERT, params).fetchone()
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         if ok:
             return True, 0.0
         return False, round(max(0.0, (1.0 - tokens) / rate), 6)
@@ -134,6 +144,7 @@ class RateLimiter:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
+                os.close(self._lock_fd)
             self._conn = None
             self._pid = -1
 
