@@ -226,6 +226,15 @@ def test_head_recovered_when_lost_continues_the_chain(tmp_path):
     assert verify(d) == [] and check(d).lines == 51
 
 
+def test_damaged_head_is_reported_then_rebuilt(tmp_path):
+    d = rotated_log(tmp_path, n=30)
+    (d / "audit.head").write_bytes(b"garbage" + b" " * 248 + b"\n")
+    only_problem_names(verify(d), "audit.head: unreadable chain head")
+    with AuditLog(d, max_bytes=4000) as log:
+        log.append(rec(30))
+    assert verify(d) == [] and check(d).lines == 31
+
+
 def _writer(d, wid, n, start):
     log = AuditLog(d, max_bytes=20_000)
     start.wait(60)

@@ -169,7 +169,10 @@ class AuditLog:
     def _read_head(self) -> _Head:
         data = os.pread(self._head_fd, _HEAD_SIZE, 0)
         if data.strip():
-            return _Head.parse(data)
+            try:
+                return _Head.parse(data)
+            except (ValueError, KeyError, TypeError):   # damaged: rebuilt from the files
+                pass
         return self._recover_head()
 
     def _recover_head(self) -> _Head:
