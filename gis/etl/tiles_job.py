@@ -569,15 +569,19 @@ def tile_content(reader: StoreLayer | FrameSource | StoreSource | None, spec: Ti
 
 
 def _canonical(values: np.ndarray) -> bytes:
-    """A column's values as bytes that do not depend on how it was read (int64 or float64 with
-    NaN, object or string dtype)."""
+    """A column's values as bytes that do not depend on how it was read: numbers as float64
+    (int64 or float64 with NaN, or Python numbers with None from PostGIS), the rest as text."""
     if values.dtype.kind in "biuf":
         return b"n" + values.astype(np.float64).tobytes()
     items = values.tolist()
-    if not all(type(v) is str for v in items):
-        items = ["\x1e" if v is None or v is pd.NA or (isinstance(v, float) and v != v)
-                 else str(v) for v in items]
-    return b"s" + "\x1f".join(items).encode("utf-8", "surrogatepass")
+    if all(type(v) is str for v in items):
+        return b"s" + "\x1f".join(items).encode("utf-8", "surrogatepass")
+    null = [v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in items]
+    if all(n or isinstance(v, (int, float, np.number)) for v, n in zip(items, null, strict=True)):
+        return b"n" + np.array([np.nan if n else float(v) for v, n in zip(items, null,
+                                                                          strict=True)]).tobytes()
+    return b"s" + "\x1f".join("\x1e" if n else str(v) for v, n in zip(items, null, strict=True)
+                              ).encode("utf-8", "surrogatepass")
 
 
 def _wkb_bytes(geoms: np.ndarray) -> bytes:
@@ -711,6 +715,7 @@ class FeatureContent:
         self.on_tile: Callable[[int], None] | None = None
         self._current: tuple[str, TileResult] | None = None
         self._pending: dict[str, Any] = {}
+        self._fetched: dict[str, list[TileResult]] = {}
         self._queue: deque | None = None
         self._client = None
         self._known_arg: Any = self.known
@@ -745,7 +750,10 @@ class FeatureContent:
         pending = self._pending.pop(key, None)
         if pending is not None:
             future, i = pending
-            result = future.result()[i]
+            batch = self._fetched.pop(future.key, None) or future.result()  # fetched once
+            result = batch[i]
+            if any(f.key == future.key for f, _ in self._pending.values()):
+                self._fetched[future.key] = batch
         else:
             result = tile_content(self.source, self.spec(features), self.job, self.known)
         self._current = (key, result)
@@ -777,7 +785,7 @@ class FeatureContent:
         return True
 
     def prefetch(self, client, tile_features: list[np.ndarray], window: int,
-                 stage: Path | None = None, batch: int = 2000) -> None:
+                 stage: Path | None = None, batch: int = 4000) -> None:
         """Submit the given tiles' builds to dask, at most ``window`` tasks ahead of the
         writer, a task being consecutive tiles of about ``batch`` features (fewer tasks for the
         scheduler). Workers get the tiles' specs and the store layer, never frames (except for
@@ -952,7 +960,8 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
                 stage = Path(out).parent / f".{Path(out).name}.stage-{os.getpid()}"
                 shutil.rmtree(stage, ignore_errors=True)
                 stage.mkdir(parents=True)
-            content.prefetch(client, todo, window=max(8, 4 * workers), stage=stage)
+            content.prefetch(client, todo, window=max(8, 4 * workers), stage=stage,
+                             batch=4 * options.max_features)
         gc.freeze()  # the plan, the tree and the modules live on: the collector need not scan them
         try:
             report = write_tileset(tree, out, content, version=options.version,
@@ -1003,7 +1012,10 @@ def _dask_client(options: TilesOptions):
 
     if options.scheduler:
         return Client(options.scheduler, timeout="30s"), None
-    config = {"distributed.worker.profile.enabled": False}
+    config = {"distributed.worker.profile.enabled": False,  # background work off: tasks are
+              "distributed.scheduler.work-stealing": False,  # uniform and the scheduler runs
+              "distributed.admin.system-monitor.interval": "5s",  # in this process
+              "distributed.worker.memory.monitor-interval": "1s"}
     config.update({f"distributed.nanny.pre-spawn-environ.{k}": v
                    for k, v in WORKER_MALLOC.items()})
     saved = {k: os.environ.get(k) for k in WORKER_MALLOC}

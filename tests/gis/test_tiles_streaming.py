@@ -167,3 +167,22 @@ def test_dask_workers_read_their_own_rows_and_give_the_same_bytes(store_copy, tm
             ids += Glb.parse(gzip.decompress((tmp_path / "dask" / t.content).read_bytes())
                              ).property_table()["id"]
     assert len(ids) == len(set(ids)) == dask.features
+
+
+def test_streaming_from_postgis_equals_the_geopackage_build(demo_store, postgis_store_url,
+                                                            tmp_path):
+    from gis.etl.ingest import ingest, load_manifest
+
+    specs = [s for s in load_manifest(Path(demo_store).parent / "source" / "manifest.json")
+             if s.layer in ("buildings", "roads", "dem")]
+    ingest(postgis_store_url, specs)
+    gpkg = open_store(str(demo_store))
+    dem = gpkg.read_raster("dem")
+    for layer in ("buildings", "roads"):
+        opts = TilesOptions(max_features=250)
+        a = build_tiles(StoreLayer(str(demo_store), layer), STANDARD[layer], tmp_path / "g" / layer,
+                        dem=dem, options=opts)
+        b = build_tiles(StoreLayer(postgis_store_url, layer), STANDARD[layer],
+                        tmp_path / "p" / layer, dem=dem, options=opts)
+        assert a.contents == b.contents > 1
+        assert _files(tmp_path / "g" / layer) == _files(tmp_path / "p" / layer)
