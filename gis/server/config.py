@@ -3,7 +3,22 @@
 The config is plain pygeoapi (any pygeoapi tool reads it) plus one ``ngis`` section of our own that
 pygeoapi ignores: the store, the 3D tilesets served as static files, and the caches. Every
 collection carries the access grade and charge class of its catalogue record (``access_grade``,
-``charge_class``), which the graded-access layer enforces.
+``charge_class``), which the graded-access layer enforces (:mod:`gis.server.access`).
+
+``ngis.access`` configures that layer:
+
+- ``anonymous``: the grade of requests without a key (``public``), or ``none`` to refuse them
+  (401 everywhere but the static viewer and CesiumJS files);
+- ``anonymous_rate``: requests per minute per client address without a key (default: the
+  anonymous grade's rate limit);
+- ``db``: the SQLite database of API keys (``ngis keys``), rate-limit buckets and usage meter
+  (``ngis config`` writes ``access.sqlite`` beside the cache folder; without it,
+  ``<cache>/access.db``);
+- ``audit``: the folder of the audit log (``ngis config`` writes ``audit`` beside the cache
+  folder; without it, ``<cache>/audit``);
+- ``tilesets``: the grade and charge class of each 3D tileset (that of its layer's record);
+- ``enabled: false`` turns the whole layer off (every request sees every resource): for the
+  benchmark's comparison only, never for a served map.
 
 The server URL is left as ``${NGIS_SERVER_URL:-...}`` so one file serves on any host and port:
 ``ngis serve`` sets the variable from ``--host``/``--port``.
@@ -92,8 +107,13 @@ def build_config(store_uri: str, *, tiles_dir: str | os.PathLike | None = None,
             "store": str(store_uri),
             "cache": str(cache_dir),
             "tilesets": {t: str(p) for t, p in sorted(tilesets.items())},
-            "access": {t: _grade(records.get(_tileset_layer(t), {}))
-                       for t in sorted(tilesets)},
+            "access": {
+                "anonymous": "public",
+                "db": str(Path(cache_dir).parent / "access.sqlite"),
+                "audit": str(Path(cache_dir).parent / "audit"),
+                "tilesets": {t: _grade(records.get(_tileset_layer(t), {}))
+                             for t in sorted(tilesets)},
+            },
         },
     }
 
@@ -255,9 +275,9 @@ def _metadata(title: str) -> dict[str, Any]:
     return {
         "identification": {
             "title": {"en": title, "zh": "國家底圖 3D"},
-            "description": {"en": "National 3D base map: buildings, roads, rail, pipelines and "
-                                  "terrain as OGC API Features, Tiles, Coverages, Records, "
-                                  "Processes and OGC 3D Tiles, with graded access."},
+            # Names no layer: every grade sees this text (a layer's existence is graded too).
+            "description": {"en": "National 3D base map as OGC API Features, Tiles, Coverages, "
+                                  "Records, Processes and OGC 3D Tiles, with graded access."},
             "keywords": ["NGIS", "3D Tiles", "base map", "buildings", "hazard"],
             "keywords_type": "theme",
             "terms_of_service": "https://creativecommons.org/licenses/by/4.0/",

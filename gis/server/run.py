@@ -43,31 +43,71 @@ def check_config(config_path: str | os.PathLike) -> dict:
     return config
 
 
-def prepare(config_path: str | os.PathLike, url: str) -> Path:
-    """Set the environment pygeoapi reads and write the OpenAPI document for ``url``.
+def prepare(config_path: str | os.PathLike, url: str) -> dict[str, tuple[Path, Path]]:
+    """Set the environment the workers read; write one config and OpenAPI document per grade.
 
-    Returns the OpenAPI document's path.
+    Each grade's config is the server config projected to what that grade may see
+    (:func:`gis.server.access.grades.project`); with ``ngis.access.enabled: false`` there is one
+    projection, ``all``, the config as it is. Returns {grade: (config path, OpenAPI path)}; the
+    same mapping goes to the workers as JSON in ``NGIS_PROJECTIONS``.
     """
+    import hashlib
+    import json
+
+    import yaml
     from pygeoapi.openapi import generate_openapi_document
+
+    from gis.server.access.grades import GradeError, access_paths, access_settings, check_config as \
+        check_grades, project
 
     config_path = Path(config_path).resolve()
     config = check_config(config_path)
+    text = config_path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)  # ${VAR} left as written: pygeoapi expands them when it loads
+    try:
+        grades = check_grades(raw)
+    except GradeError as err:
+        raise ServerConfigError(f"{config_path}: {err}") from None
     os.environ[URL_VAR] = url.rstrip("/")
     os.environ["PYGEOAPI_CONFIG"] = str(config_path)
     cache = Path((config.get("ngis") or {}).get("cache") or "build/server-cache")
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        document = generate_openapi_document(config_path, "json")
-    except Exception as err:
-        raise ServerConfigError(f"{config_path}: pygeoapi cannot describe this config: "
-                                f"{type(err).__name__}: {err}") from err
-    out = (cache / "openapi.json").resolve()
-    fd, tmp = tempfile.mkstemp(prefix=".openapi.", dir=cache)
+    out_dir = cache / "grades"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = hashlib.sha256((text + "\0" + url).encode()).hexdigest()[:12]
+    enabled = access_settings(raw).get("enabled", True) is not False
+    views = ({g: project(raw, g, grades) for g in grades.names} if enabled else {"all": raw})
+    projections: dict[str, tuple[Path, Path]] = {}
+    for grade, view in views.items():
+        cfg = (out_dir / f"{grade}-{tag}.yml").resolve()
+        _write_atomic(cfg, yaml.safe_dump(view, sort_keys=False, allow_unicode=True))
+        try:
+            document = generate_openapi_document(cfg, "json")
+        except Exception as err:
+            raise ServerConfigError(f"{config_path}: pygeoapi cannot describe this config "
+                                    f"({grade} grade): {type(err).__name__}: {err}") from err
+        doc = (out_dir / f"{grade}-{tag}.openapi.json").resolve()
+        _write_atomic(doc, document)
+        projections[grade] = (cfg, doc)
+    if enabled:  # the key database exists before the workers start (and is writable)
+        from gis.server.access.keys import KeyStore
+
+        db = access_paths(config)[0]
+        try:
+            KeyStore(db).pepper()
+        except Exception as err:
+            raise ServerConfigError(f"{config_path}: cannot open the key database {db}: "
+                                    f"{err}") from err
+    os.environ["NGIS_PROJECTIONS"] = json.dumps({g: [str(c), str(d)]
+                                                 for g, (c, d) in projections.items()})
+    os.environ["PYGEOAPI_OPENAPI"] = str(projections[next(reversed(projections))][1])
+    return projections
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(document)
-    os.replace(tmp, out)
-    os.environ["PYGEOAPI_OPENAPI"] = str(out)
-    return out
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def serve(config_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 5000,

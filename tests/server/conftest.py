@@ -48,8 +48,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(config: Path, *, workers: int = 1, timeout: float = 90) -> tuple[str, subprocess.Popen]:
-    """Start ``ngis serve`` and wait until it answers; returns (base URL, process)."""
+def start_server(config: Path, *, workers: int = 1, timeout: float = 90,
+                 graded: bool = False) -> tuple[str, subprocess.Popen]:
+    """Start ``ngis serve`` and wait until it answers; returns (base URL, process).
+
+    Tests about data, not grades, want to see everything: unless ``graded``, the config is
+    changed so that anonymous clients have the highest grade and no rate limit.
+    """
+    if not graded:
+        set_access(config, anonymous="restricted", anonymous_rate=10_000_000)
     port = free_port()
     log = config.parent / f"server-{port}.log"
     with open(log, "w") as fh:  # the child keeps its own descriptor
@@ -105,6 +112,71 @@ def server(demo_store, demo_tilesets, tmp_path_factory) -> Server:
                                  str(demo_tilesets), "--out", str(config), "--cache",
                                  str(d / "cache")])
     assert r.exit_code == 0, r.output
-    url, proc = start_server(config)
+    url, proc = start_server(config)  # anonymous sees everything (see graded_server)
     yield Server(url, config, demo_store, demo_tilesets, proc)
+    stop_server(proc)
+
+
+def set_access(config: Path, **settings) -> None:
+    """Change ``ngis.access`` settings of a generated config (``${VAR}`` left as written)."""
+    import yaml
+
+    doc = yaml.safe_load(config.read_text())
+    doc["ngis"]["access"].update(settings)
+    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def create_key(config: Path, name: str, grade: str, *extra: str) -> str:
+    """``ngis keys create``: the key it prints."""
+    r = CliRunner().invoke(cli, ["keys", "create", "--name", name, "--grade", grade,
+                                 "--user-class", "government", "--config", str(config), *extra])
+    assert r.exit_code == 0, r.output
+    key = r.stdout.strip().splitlines()[0]
+    assert key.startswith("ngis_"), r.stdout
+    return key
+
+
+@dataclass
+class GradedServer(Server):
+    keys: dict[str, str] = None
+
+    def fetch(self, path: str, client: str = "anonymous", method: str = "GET",
+              body: bytes | None = None, headers: dict[str, str] | None = None):
+        """(status, headers with lower-case names, body) as ``client``: ``anonymous`` or a key
+        name of :attr:`keys` (sent as X-API-Key)."""
+        h = dict(headers or {})
+        if client != "anonymous":
+            h["X-API-Key"] = self.keys[client]
+        if body is not None:
+            h.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.url + path, data=body, headers=h, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+@pytest.fixture(scope="session")
+def graded_server(demo_store, demo_tilesets, tmp_path_factory) -> GradedServer:
+    """``ngis serve`` with graded access as generated (anonymous = public), two workers, and
+    keys: ``public``, ``agency``, ``restricted``, ``revoked`` (agency, revoked), ``expired``
+    (agency, expired in 2001) and ``malformed`` (not a key at all)."""
+    d = tmp_path_factory.mktemp("graded")
+    config = d / "server_config.yml"
+    r = CliRunner().invoke(cli, ["config", "--store", str(demo_store), "--tiles",
+                                 str(demo_tilesets), "--out", str(config), "--cache",
+                                 str(d / "cache")])
+    assert r.exit_code == 0, r.output
+    # Rate limits high enough for the tests' bursts (limits have their own tests).
+    set_access(config, anonymous_rate=1_000_000)
+    keys = {grade: create_key(config, f"{grade}-client", grade, "--rate", "1000000")
+            for grade in ("public", "agency", "restricted")}
+    keys["revoked"] = create_key(config, "revoked-client", "agency")
+    r = CliRunner().invoke(cli, ["keys", "revoke", "revoked-client", "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    keys["expired"] = create_key(config, "expired-client", "agency", "--expires", "2001-12-31")
+    keys["malformed"] = "ngis_" + "x" * 10
+    url, proc = start_server(config, workers=2, graded=True)
+    yield GradedServer(url, config, demo_store, demo_tilesets, proc, keys)
     stop_server(proc)

@@ -1,7 +1,13 @@
-"""OGC API Process ``exposure``: the base-map features inside an area (a hazard zone)."""
+"""OGC API Process ``exposure``: the base-map features inside an area (a hazard zone).
+
+The processor definition may carry ``allowed_layers`` (the graded-access projection sets it to the
+feature layers the client's grade may see): layers outside it are treated exactly as layers the
+store lacks (count 0), and the process description names only the allowed layers.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import shapely
@@ -15,11 +21,11 @@ PROCESS_METADATA = {
     "version": "1.0.0",
     "id": "exposure",
     "title": {"en": "Exposure of the base map to a hazard area"},
-    "description": {"en": "Counts the buildings, roads, rail and pipelines that intersect an "
-                          "area (GeoJSON geometry in CRS84), with lengths and footprint areas "
-                          "inside it and, on request, the feature ids."},
+    "description": {"en": "Counts the features of base-map layers that intersect an area "
+                          "(GeoJSON geometry in CRS84), with lengths and footprint areas inside "
+                          "it and, on request, the feature ids."},
     "jobControlOptions": ["sync-execute"],
-    "keywords": ["exposure", "hazard", "buildings", "roads", "pipelines"],
+    "keywords": ["exposure", "hazard", *DEFAULT_LAYERS],
     "links": [],
     "inputs": {
         "area": {
@@ -56,7 +62,9 @@ class ExposureProcessor(BaseProcessor):
     """Runs :func:`models.exposure.exposure` on the configured store."""
 
     def __init__(self, processor_def):
-        super().__init__(processor_def, PROCESS_METADATA)
+        allowed = processor_def.get("allowed_layers")
+        self.allowed = None if allowed is None else frozenset(allowed)
+        super().__init__(processor_def, _metadata(self.allowed))
         self.store_uri = processor_def["store"]
 
     def execute(self, data, outputs=None):
@@ -67,11 +75,14 @@ class ExposureProcessor(BaseProcessor):
             geom = shapely.from_geojson(json.dumps(area.get("geometry", area)))
         except (shapely.errors.GEOSException, AttributeError, TypeError) as err:
             raise ProcessorExecuteError(f"input 'area' is not a GeoJSON geometry: {err}")
-        layers = data.get("layers") or list(DEFAULT_LAYERS)
+        layers = data.get("layers") or list(self.metadata["inputs"]["layers"]["schema"]["default"])
         if not isinstance(layers, list) or not all(isinstance(v, str) for v in layers):
             raise ProcessorExecuteError("input 'layers' must be an array of layer names")
         try:
-            result = exposure(open_store(self.store_uri), geom, layers=layers)
+            store = open_store(self.store_uri)
+            if self.allowed is not None:
+                store = _OnlyLayers(store, self.allowed)
+            result = exposure(store, geom, layers=layers)
         except NgisError as err:
             raise ProcessorExecuteError(str(err))
         with_ids = data.get("include_ids", False)
@@ -82,3 +93,34 @@ class ExposureProcessor(BaseProcessor):
 
     def __repr__(self):
         return f"<ExposureProcessor {self.store_uri}>"
+
+
+def _metadata(allowed: frozenset[str] | None) -> dict:
+    """The process description; with ``allowed``, it names only those layers."""
+    meta = copy.deepcopy(PROCESS_METADATA)
+    if allowed is not None:
+        default = [name for name in DEFAULT_LAYERS if name in allowed]
+        meta["inputs"]["layers"]["schema"]["default"] = default
+        meta["keywords"] = ["exposure", "hazard", *default]
+    return meta
+
+
+class _OnlyLayers:
+    """A store whose other layers do not exist (for :func:`models.exposure.exposure`)."""
+
+    def __init__(self, store, allowed: frozenset[str]):
+        self._store = store
+        self._allowed = allowed
+
+    def layers(self):
+        return [name for name in self._store.layers() if name in self._allowed]
+
+    def record(self, name):
+        if name not in self._allowed:
+            raise KeyError(name)
+        return self._store.record(name)
+
+    def read(self, name, *args, **kwargs):
+        if name not in self._allowed:
+            raise KeyError(name)
+        return self._store.read(name, *args, **kwargs)
