@@ -38,8 +38,8 @@ import pandas as pd
 from gis.mesh.base import SURFACE_CODES, Mesh
 from tiles.metadata import MetadataClass, PropertySpec, json_bytes, metadata_class, \
     property_table, schema_json
-from tiles.placement import LocalFrame, check_float32, column_major, geodetic, \
-    geodetic_to_ecef
+from tiles.placement import WGS84_A, WGS84_E2, LocalFrame, check_float32, column_major, \
+    geodetic, geodetic_to_ecef
 
 Compress = Literal["none", "quantize", "meshopt"]
 GENERATOR = "ngis3d tiles"
@@ -167,7 +167,11 @@ def vertex_normals(positions: np.ndarray, indices: np.ndarray) -> np.ndarray:
         (n, 3) float64 unit vectors.
     """
     p = positions[indices]
-    face = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # length = 2 x area
+    a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    face = np.empty_like(a)  # a x b (as np.cross computes it), length = 2 x area
+    face[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    face[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    face[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
     flat = indices.reshape(-1)
     acc = np.stack([np.bincount(flat, weights=np.repeat(face[:, c], 3), minlength=len(positions))
                     for c in range(3)], axis=1)
@@ -181,22 +185,35 @@ def _rows(a: np.ndarray, stride: int) -> np.ndarray:
     """Per-vertex data as (n, stride) byte rows, zero padded."""
     a = np.ascontiguousarray(a)
     raw = a.view(np.uint8).reshape(len(a), -1)
+    if raw.shape[1] == stride:
+        return raw
     out = np.zeros((len(a), stride), np.uint8)
     out[:, :raw.shape[1]] = raw
     return out
 
 
-def _geodetic_shared(p: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`tiles.placement.geodetic` of mesh vertices, projecting each distinct (x, y) once
-    (walls, roofs and floors repeat the footprint's corners); the same numbers, since every
-    point is projected on its own and h = H + N either way."""
+def placed(p: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                              tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Geodetic lon, lat (degrees, of each distinct (x, y)), ellipsoidal h and ECEF X, Y, Z of
+    mesh vertices: :func:`tiles.placement.geodetic` and :func:`~tiles.placement.geodetic_to_ecef`
+    with the projection, the geoid and the trigonometry done once per distinct (x, y) (walls,
+    roofs and floors repeat the footprint's corners). The same numbers: every point is projected
+    on its own, and the per-vertex arithmetic is the same operations in the same order."""
     xy = np.empty(len(p), np.complex128)
     xy.real, xy.imag = p[:, 0], p[:, 1]
     codes, unique = pd.factorize(xy)
     if len(unique) > 0.75 * len(p):
-        return geodetic(p[:, 0], p[:, 1], p[:, 2], crs)
+        lon, lat, h = geodetic(p[:, 0], p[:, 1], p[:, 2], crs)
+        return lon, lat, h, geodetic_to_ecef(lon, lat, h)
     lon, lat, n = geodetic(unique.real, unique.imag, np.zeros(len(unique)), crs)
-    return lon[codes], lat[codes], p[:, 2] + n[codes]
+    h = p[:, 2] + n[codes]
+    lam, phi = np.radians(lon), np.radians(lat)
+    sphi = np.sin(phi)
+    rn = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sphi * sphi)
+    cphi, clam, slam = np.cos(phi), np.cos(lam), np.sin(lam)
+    rc, cc = rn[codes], cphi[codes]
+    return lon, lat, h, ((rc + h) * cc * clam[codes], (rc + h) * cc * slam[codes],
+                         (rc * (1.0 - WGS84_E2) + h) * sphi[codes])
 
 
 class Geometry:
@@ -213,9 +230,9 @@ class Geometry:
     def __init__(self, mesh: Mesh, crs: str, frame: LocalFrame | None = None) -> None:
         if mesh.n_triangles == 0:
             raise ValueError("cannot write an empty mesh")
-        lon, lat, h = _geodetic_shared(mesh.positions, crs)
+        lon, lat, h, ecef = placed(mesh.positions, crs)
         self.frame = frame or LocalFrame.around(lon, lat, h)
-        self.local = self.frame.from_ecef(*geodetic_to_ecef(lon, lat, h))
+        self.local = self.frame.from_ecef(*ecef)
         tri = mesh.indices
         keep = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 0] != tri[:, 2])
         self.indices = tri[keep]
