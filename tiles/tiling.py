@@ -155,7 +155,7 @@ def feature_regions(bounds: np.ndarray, crs: str) -> np.ndarray:
 def build_tileset(centroids: np.ndarray, bounds: np.ndarray, crs: str, *,
                   max_features_per_tile: int = 1000, weights: np.ndarray | None = None,
                   max_weight_per_tile: float | None = None, max_depth: int = 16,
-                  max_content_size: float = 8192.0) -> TileTree:
+                  max_content_size: float = 8192.0, regions: bool = True) -> TileTree:
     """Build the adaptive quadtree of tiles.
 
     Args:
@@ -168,6 +168,9 @@ def build_tileset(centroids: np.ndarray, bounds: np.ndarray, crs: str, *,
         max_depth: Deepest level.
         max_content_size: Nodes wider than this (m) hold no content of their own and always
             split, so every content stays small enough for float32 local coordinates.
+        regions: Compute the bounding regions now; False leaves them to
+            :func:`place_regions` (the tree's shape and errors do not depend on them, so a job
+            can start building contents meanwhile).
 
     Returns:
         The tile tree.
@@ -184,7 +187,6 @@ def build_tileset(centroids: np.ndarray, bounds: np.ndarray, crs: str, *,
     w = np.ones(len(c)) if weights is None else np.asarray(weights, np.float64)
     wmax = np.inf if max_weight_per_tile is None else float(max_weight_per_tile)
     size = np.sqrt((b[:, 2] - b[:, 0]) ** 2 + (b[:, 3] - b[:, 1]) ** 2 + (b[:, 5] - b[:, 4]) ** 2)
-    regions = feature_regions(b, crs)
     lo, hi = c.min(axis=0), c.max(axis=0)
     side = float(max(hi - lo)) * (1 + 1e-9) + 1e-6
     origin = (lo + hi) / 2 - side / 2
@@ -212,16 +214,22 @@ def build_tileset(centroids: np.ndarray, bounds: np.ndarray, crs: str, *,
         return tile
 
     root = build(0, 0, 0, np.arange(len(c)))
-    _finish(root, regions, size)
+    _finish(root, size)
     tree = TileTree(root, crs, max(2.0 * root.geometric_error, float(size.max())), len(c))
-    problems = check_tree(tree)
-    if problems:  # invariants of the construction; a failure here is a bug
-        raise AssertionError("; ".join(problems[:5]))
+    if regions:
+        place_regions(tree, b)
     return tree
 
 
-def _finish(root: Tile, regions: np.ndarray, size: np.ndarray) -> None:
-    """Regions bottom-up, geometric errors top-down."""
+def place_regions(tree: TileTree, bounds: np.ndarray) -> None:
+    """Bounding regions of a tree built with ``regions=False``, bottom-up from its features'
+    bounds (the ``bounds`` it was built from), then the tree's invariants checked.
+
+    Raises:
+        AssertionError: The tree is unsound (a bug of the construction).
+    """
+    regions = feature_regions(np.asarray(bounds, np.float64).reshape(-1, 6), tree.crs)
+
     def regions_up(t: Tile) -> np.ndarray:
         parts = [regions_up(ch) for ch in t.children]
         if t.has_content:
@@ -230,6 +238,14 @@ def _finish(root: Tile, regions: np.ndarray, size: np.ndarray) -> None:
         t.region = union(np.array(parts))
         return t.region
 
+    regions_up(tree.root)
+    problems = check_tree(tree)
+    if problems:  # invariants of the construction; a failure here is a bug
+        raise AssertionError("; ".join(problems[:5]))
+
+
+def _finish(root: Tile, size: np.ndarray) -> None:
+    """Geometric errors, top-down."""
     def largest_below(t: Tile) -> float:
         m = 0.0
         for ch in t.children:
@@ -237,7 +253,6 @@ def _finish(root: Tile, regions: np.ndarray, size: np.ndarray) -> None:
         t._largest_below = m  # type: ignore[attr-defined]
         return m
 
-    regions_up(root)
     largest_below(root)
 
     def errors_down(t: Tile, parent: float | None) -> None:

@@ -56,7 +56,7 @@ from tiles.b3dm import write_b3dm
 from tiles.content import ENCODER_VERSION
 from tiles.glb import GENERATOR, write_glb
 from tiles.tileset import _read_manifest, write_tileset
-from tiles.tiling import build_tileset
+from tiles.tiling import build_tileset, place_regions
 
 log = logging.getLogger(__name__)
 
@@ -785,13 +785,14 @@ class FeatureContent:
         return True
 
     def prefetch(self, client, tile_features: list[np.ndarray], window: int,
-                 stage: Path | None = None, batch: int = 4000) -> None:
+                 stage: Path | None = None, batch: int = 4000, first: int = 0) -> None:
         """Submit the given tiles' builds to dask, at most ``window`` tasks ahead of the
         writer, a task being consecutive tiles of about ``batch`` features (fewer tasks for the
         scheduler). Workers get the tiles' specs and the store layer, never frames (except for
         a frame source, whose rows have no other way there), and leave the contents in
         ``stage`` (a directory beside the output, when they share this machine's disk) or send
-        them back."""
+        them back. ``first`` tasks go out at once (work for the workers while this process
+        finishes the plan)."""
         self._client, self._window, self._stage = client, window, stage
         self._queue = deque()
         group: list[np.ndarray] = []
@@ -806,13 +807,14 @@ class FeatureContent:
             self._queue.append(group)
         if self.known:
             self._known_arg = client.scatter(self.known, broadcast=True)
-        self._refill()
+        self._refill(max(first, window))
 
-    def _refill(self) -> None:
+    def _refill(self, window: int | None = None) -> None:
         if self._queue is None:
             return
         remote = self.source.remote
-        while self._queue and len({id(f) for f, _ in self._pending.values()}) < self._window:
+        window = self._window if window is None else window
+        while self._queue and len({f.key for f, _ in self._pending.values()}) < window:
             group = self._queue.popleft()
             keys = [_key(f) for f in group]
             specs = [self.spec(f, with_rows=remote is None) for f in group]
@@ -932,7 +934,9 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
             notes.append("no roof types and no CityGML surfaces: LOD2 roofs are flat")
         b = plan.bounds
         centroids = np.c_[(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2]
-        tree = build_tileset(centroids, b, crs_text, max_features_per_tile=options.max_features)
+        # the regions (a tenth of the plan's time) are computed once the workers are busy
+        tree = build_tileset(centroids, b, crs_text, max_features_per_tile=options.max_features,
+                             regions=False)
         fmt = "b3dm" if options.version == "1.0" else "glb"
         cls = class_name or standard
         settings: dict[str, Any] = {
@@ -961,7 +965,8 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
                 shutil.rmtree(stage, ignore_errors=True)
                 stage.mkdir(parents=True)
             content.prefetch(client, todo, window=max(8, 4 * workers), stage=stage,
-                             batch=4 * options.max_features)
+                             batch=4 * options.max_features, first=32)
+        place_regions(tree, b)
         gc.freeze()  # the plan, the tree and the modules live on: the collector need not scan them
         try:
             report = write_tileset(tree, out, content, version=options.version,
