@@ -99,16 +99,20 @@ def test_rebuild_rewrites_only_changed_tiles(demo_store, tmp_path):
     assert second.written == 1 and second.reused == first.contents - 1
 
 
-def test_dask_workers_give_the_same_bytes(demo_store, tmp_path):
+@pytest.mark.parametrize("gzip", [False, True])
+def test_dask_workers_give_the_same_bytes(demo_store, tmp_path, gzip):
     store = open_store(str(demo_store))
     frame = store.read("roads").reset_index(drop=True)
     dem = store.read_raster("dem")
-    a = build_tiles(frame, "road", tmp_path / "a", dem=dem, options=TilesOptions(max_features=100))
+    a = build_tiles(frame, "road", tmp_path / "a", dem=dem,
+                    options=TilesOptions(max_features=100, gzip=gzip))
     b = build_tiles(frame, "road", tmp_path / "b", dem=dem,
-                    options=TilesOptions(max_features=100, workers=2))
+                    options=TilesOptions(max_features=100, workers=2, gzip=gzip))
     assert a.contents == b.contents > 1
     for f in sorted((tmp_path / "a" / "content").rglob("*.glb")):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
+    # the workers' staging directory beside the output is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
 def test_clear_errors(demo_store, tmp_path):
