@@ -39,7 +39,8 @@ def command():
               help="Features per tile before it splits.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Local dask worker processes.")
-@click.option("--scheduler", default=None, help="Address of a running dask scheduler.")
+@click.option("--scheduler", default=None, help="Address of a running dask scheduler (its "
+              "workers read the store themselves: PostGIS, or a GeoPackage on a shared disk).")
 @click.option("--target-crs", default="EPSG:3826", show_default=True,
               help="CRS to build --input in (projected).")
 @click.pass_context
@@ -108,7 +109,8 @@ def _load(store, layer, input_, dem, target_crs):
             raise DataError(f"layer {layer!r} follows no standard; 3D Tiles need one",
                             path=store)
         layers = st.layers()
-        source = StoreLayer(store, layer, f"{layer}_surfaces"
+        uri = store if "://" in store else os.path.abspath(store)  # workers may run elsewhere
+        source = StoreLayer(uri, layer, f"{layer}_surfaces"
                             if f"{layer}_surfaces" in layers else None)
         crs_text = None if crs is None else CRS.from_user_input(crs).to_string()
         if dem is None and "dem" in layers and st.record("dem").get("crs") == crs_text:

@@ -15,10 +15,16 @@ The job never holds a whole layer. It runs in two passes:
    content (:func:`tile_content`). Peak memory is the plan plus the largest tile, not the layer.
 
 Tiles are independent, so they can be built on dask.distributed: a LocalCluster on this machine
-(``workers`` > 1), or a running scheduler (``scheduler="tcp://host:8786"``). A worker receives a
-tile's fids (and heights, or its DEM window for lines), the store URI and the options, reads its
-own rows and returns the content bytes; no frames travel. Only tiles whose content changed since
-the previous build are built (:mod:`tiles.tileset` reuses the rest).
+(``workers`` > 1), or a running scheduler (``scheduler="tcp://host:8786"``, whose workers must
+reach the store themselves: a PostGIS URL, or a GeoPackage on a shared disk). A task is a run of
+consecutive tiles: the worker receives their fids (and heights, or DEM windows for lines), the
+store URI and the options, reads its own rows, and writes the contents into a staging directory
+beside the output (local workers) or sends the bytes back (remote ones); no frames travel. The
+driver only plans, moves the staged files into place and writes ``tileset.json``. Only tiles
+whose content changed since the previous build are built (:mod:`tiles.tileset` reuses the rest).
+
+Output is byte for byte what building from the layer in memory gives (``build_tiles(frame)``,
+the same code on rows cut from the frame), whichever store or number of workers.
 """
 
 from __future__ import annotations
@@ -89,7 +95,8 @@ class TilesOptions:
         max_features: Features per tile before a tile splits (also the most rows the plan reads
             with geometry at once).
         workers: Local dask worker processes (1: build in this process).
-        scheduler: Address of a running dask scheduler (overrides ``workers``).
+        scheduler: Address of a running dask scheduler (overrides ``workers``); its workers read
+            the store themselves.
     """
 
     lod: int = 1
