@@ -77,20 +77,37 @@ def wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -
     raise SystemExit(f"server did not start:\n{log.read_text()[-3000:]}")
 
 
-def start_ours(store: Path, work: Path, workers: int) -> tuple[str, subprocess.Popen]:
+def start_ours(store: Path, work: Path, workers: int, access: str = "anonymous",
+               name: str = "ours") -> tuple[str, subprocess.Popen, str | None]:
+    """Our server; returns (URL, process, API key or None).
+
+    ``access``: ``anonymous`` (graded access on, requests without a key, no rate limit),
+    ``key`` (graded access on, a public key with no practical rate limit: the request pays for
+    key verification, rate limiting, metering and the audit log) or ``off``
+    (``ngis.access.enabled: false``: no access layer at all).
+    """
+    from gis.server.access.keys import KeyStore
     from gis.server.config import build_config, write_config
 
-    config = build_config(str(store), cache_dir=work / "cache-ours")
-    write_config(config, work / "ours.yml")
+    config = build_config(str(store), cache_dir=work / f"cache-{name}")
+    settings = config["ngis"]["access"]
+    settings.update(db=str(work / f"{name}-access.sqlite"), audit=str(work / f"{name}-audit"),
+                    anonymous_rate=100_000_000)
+    key = None
+    if access == "off":
+        settings["enabled"] = False
+    elif access == "key":
+        key, _ = KeyStore(settings["db"]).create("bench", "public", "public", rate=100_000_000)
+    write_config(config, work / f"{name}.yml")
     port = free_port()
-    log = work / "ours.log"
-    proc = subprocess.Popen([PY, "-m", "gis", "serve", "--config", str(work / "ours.yml"),
+    log = work / f"{name}.log"
+    proc = subprocess.Popen([PY, "-m", "gis", "serve", "--config", str(work / f"{name}.yml"),
                              "--port", str(port), "--workers", str(workers)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_up(url, proc, log)
-    return url, proc
+    return url, proc, key
 
 
 def start_stock(store: Path, work: Path, workers: int) -> tuple[str, subprocess.Popen]:
@@ -203,12 +220,14 @@ end
 """
 
 
-def wrk(url: str, paths: list[str], connections: int, seconds: int, work: Path) -> dict:
+def wrk(url: str, paths: list[str], connections: int, seconds: int, work: Path,
+        headers: dict[str, str] | None = None) -> dict:
     script = work / f"paths-{abs(hash(tuple(paths)))}.lua"
     script.write_text(LUA % ",".join(json.dumps(p) for p in paths))
+    extra = [a for k, v in (headers or {}).items() for a in ("-H", f"{k}: {v}")]
     out = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections),
                           "-d", f"{seconds}s", "--latency", "--timeout", "30s", "-s", str(script),
-                          url], capture_output=True, text=True, check=True).stdout
+                          *extra, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def ms(label):
@@ -238,6 +257,39 @@ def check_same_answers(ours: str, stock: str, paths: list[str]) -> None:
                              f"{len(b['features'])} features")
 
 
+def access_overhead(store: Path, work: Path, workers: int, paths: list[str],
+                    seconds: int, rounds: int = 3) -> float:
+    """Requests/s at concurrency 4 with the access layer on (a public key: verification, rate
+    limit, metering, audit) and off, two servers up at once, loaded in turn for ``rounds``
+    alternations; prints both medians and returns the overhead (1 - on/off)."""
+    off_url, off, _ = start_ours(store, work, workers, access="off", name="access-off")
+    try:
+        on_url, on, key = start_ours(store, work, workers, access="key", name="access-on")
+        try:
+            headers = {"X-API-Key": key}
+            for p in paths[:50]:  # warm both alike
+                urllib.request.urlopen(off_url + p, timeout=120).read()
+                req = urllib.request.Request(on_url + p, headers=headers)
+                urllib.request.urlopen(req, timeout=120).read()
+            runs = {"off": [], "on": []}
+            each = max(3, seconds // 2)
+            for _ in range(rounds):
+                runs["off"].append(wrk(off_url, paths, 4, each, work))
+                runs["on"].append(wrk(on_url, paths, 4, each, work, headers))
+        finally:
+            stop(on)
+    finally:
+        stop(off)
+    med = {k: sorted(r["rps"] for r in v)[len(v) // 2] for k, v in runs.items()}
+    errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
+    overhead = 1 - med["on"] / med["off"]
+    print(f"access layer off: {med['off']:.1f} req/s, on (public key): {med['on']:.1f} req/s "
+          f"(medians of {rounds} x {each} s at concurrency 4; errors off {errors['off']}, "
+          f"on {errors['on']}); overhead {overhead:+.1%}, on/off = {med['on'] / med['off']:.3f}",
+          flush=True)
+    return overhead
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--buildings", type=int, default=100_000)
@@ -245,6 +297,8 @@ def main(argv=None) -> None:
     ap.add_argument("--long", type=int, default=60, help="seconds at concurrency 16 (ours)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-stock", action="store_true", help="skip the peer")
+    ap.add_argument("--access-only", action="store_true",
+                    help="only the access-layer overhead (access on with a key vs off)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (apt-get install wrk)")
@@ -259,7 +313,11 @@ def main(argv=None) -> None:
           f"{args.workers} worker processes each; {os.cpu_count()} cores", flush=True)
     results: dict[str, dict] = {}
     rss: dict[str, float] = {}
-    ours_url, ours = start_ours(store, work, args.workers)
+    overhead = access_overhead(store, work, args.workers, paths, args.duration)
+    if args.access_only:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    ours_url, ours, _ = start_ours(store, work, args.workers)
     try:
         stock_url, stock = (None, None) if args.no_stock else start_stock(store, work, args.workers)
         try:
@@ -297,6 +355,7 @@ def main(argv=None) -> None:
             print(f"ratio ours/stock req/s at concurrency {c}: {o['rps'] / max(s['rps'], 1e-9):.1f}x")
     print("peak RSS (all processes of each server): " +
           ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()))
+    print(f"access layer overhead at concurrency 4: {overhead:+.1%} of req/s (target <= 10%)")
     shutil.rmtree(work, ignore_errors=True)
 
 
