@@ -183,6 +183,8 @@ class FrameSource:
     def rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.frame.iloc[np.asarray(fids, np.int64)]
 
+    tile_rows = rows
+
     def surface_keys(self) -> pd.Series:
         return self.surfaces["building_id"]
 
@@ -208,11 +210,35 @@ class StoreSource:
     def rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.store.read_fids(self.remote.layer, fids)
 
+    def tile_rows(self, fids: np.ndarray) -> gpd.GeoDataFrame | Rows:
+        """The rows of a tile, taken apart when the store can (no frame to build)."""
+        read = getattr(self.store, "read_fid_columns", None)
+        if read is None:
+            return self.rows(fids)
+        return Rows(*read(self.remote.layer, fids), self.crs)
+
     def surface_keys(self) -> pd.Series:
         return self.store.read_envelopes(self.remote.surfaces, ["building_id"])["building_id"]
 
     def surface_rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.store.read_fids(self.remote.surfaces, fids)
+
+
+@dataclass
+class Rows:
+    """Rows of a layer taken apart (no frame built): what a tile reads from a GeoPackage."""
+
+    index: pd.Index
+    columns: dict[str, Any]
+    geoms: np.ndarray
+    crs: Any
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def frame(self) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(self.columns, geometry=self.geoms, crs=self.crs,
+                                index=self.index)
 
 
 _OPEN: dict[tuple[StoreLayer, int], StoreSource] = {}
@@ -530,12 +556,18 @@ class TileInput:
     surfaces: gpd.GeoDataFrame | None = None
 
 
-def tile_features(rows: gpd.GeoDataFrame, spec: TileSpec, kind: str
+def tile_features(rows: gpd.GeoDataFrame | Rows, spec: TileSpec, kind: str
                   ) -> tuple[np.ndarray, pd.DataFrame]:
     """The tile's geometries and attribute table from its rows (lines are cut into pieces and
     the tile's pieces kept)."""
     if not np.array_equal(np.asarray(rows.index, np.int64), spec.fids):
         raise DataError("the layer changed while its tiles were being built: build again")
+    if isinstance(rows, Rows):
+        if kind == "building":
+            data = {c: (pd.Series(v.to_numpy(), dtype=object) if isinstance(v, pd.Series)
+                        else v) for c, v in rows.columns.items() if not str(c).startswith("_")}
+            return rows.geoms, pd.DataFrame(data)
+        rows = rows.frame()
     if kind != "building":
         pieces, src, piece = split_pieces(rows, MAX_PIECE)
         keep = np.isin((src << 24) + piece, (spec.feature_fids << 24) + spec.pieces)
@@ -558,7 +590,7 @@ def tile_content(reader: StoreLayer | FrameSource | StoreSource | None, spec: Ti
     """Read one tile's rows, fingerprint them and, unless ``known`` has the fingerprint, build
     and encode the tile (gzipped when the job says so)."""
     source = None if reader is None else _source_of(reader)
-    rows = spec.rows if spec.rows is not None else source.rows(spec.fids)
+    rows = spec.rows if spec.rows is not None else source.tile_rows(spec.fids)
     geoms, attrs = tile_features(rows, spec, job.kind)
     surfaces = spec.surface_rows
     if surfaces is None and spec.surface_fids is not None:

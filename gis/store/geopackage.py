@@ -122,6 +122,14 @@ class GeoPackageStore(Store):
         nulls, float64, BOOLEAN as bool or, with nulls, object, text as strings), except DATE and
         DATETIME, which stay ISO text.
         """
+        index, data, geoms = self.read_fid_columns(name, fids)
+        return gpd.GeoDataFrame(data, geometry=geoms, crs=self._layout(name)["crs"],
+                                index=index)
+
+    def read_fid_columns(self, name: str, fids: Sequence[int]
+                         ) -> tuple[pd.Index, dict[str, Any], np.ndarray]:
+        """:meth:`read_fids` without the frame: (fid index, column name -> values, shapely
+        geometries), for callers that take the rows apart anyway."""
         info = self._layout(name)
         fids = np.unique(np.asarray(fids, np.int64))
         fid, g = _quote(info["fid"]), _quote(info["geometry"])
@@ -132,15 +140,15 @@ class GeoPackageStore(Store):
         con = self._reader()
         for where in _fid_clauses(fid, fids):
             rows += con.execute(head + where + f" ORDER BY {fid}").fetchall()
-        rows.sort(key=lambda r: r[0])
-        cols = list(zip(*rows, strict=True)) if rows else [()] * (2 + len(names))
+        if len(fids) > _IN_TERMS:
+            rows.sort(key=lambda r: r[0])
+        cols = list(zip(*rows)) if rows else [()] * (2 + len(names))
         index = pd.Index(np.asarray(cols[0], np.int64))
         data = {c: _typed(v, info["fields"][c]) for c, v in zip(names, cols[2:], strict=True)}
-        for c, v in data.items():
+        for v in data.values():
             if isinstance(v, pd.Series):
                 v.index = index
-        return gpd.GeoDataFrame(data, geometry=gpkg_geometries(cols[1]), crs=info["crs"],
-                                index=index)
+        return index, data, gpkg_geometries(cols[1])
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read-only connection for :meth:`read_fids` (kept open: a job reads
@@ -274,7 +282,10 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _fid_clauses(fid: str, fids: np.ndarray, terms: int = 10000):
+_IN_TERMS = 10000
+
+
+def _fid_clauses(fid: str, fids: np.ndarray, terms: int = _IN_TERMS):
     """WHERE clauses selecting sorted unique ``fids`` as IN lists of at most ``terms`` ids
     (SQLite looks each up by rowid; an OR of ranges would make it scan)."""
     for i in range(0, len(fids), terms):

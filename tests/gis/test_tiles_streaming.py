@@ -65,7 +65,7 @@ def test_streaming_build_equals_in_memory_build(store_copy, tmp_path, layer, opt
 def test_streaming_reads_no_more_rows_at_once_than_the_largest_tile(store_copy, tmp_path,
                                                                     monkeypatch):
     reads: list[tuple[str, int]] = []
-    read_fids = GeoPackageStore.read_fids
+    read_fids = GeoPackageStore.read_fid_columns  # read_fids reads through it too
 
     def counting(self, name, fids):
         reads.append((name, len(fids)))
@@ -74,7 +74,7 @@ def test_streaming_reads_no_more_rows_at_once_than_the_largest_tile(store_copy, 
     def whole(self, name, bbox=None):
         raise AssertionError(f"the job read the whole layer {name!r}")
 
-    monkeypatch.setattr(GeoPackageStore, "read_fids", counting)
+    monkeypatch.setattr(GeoPackageStore, "read_fid_columns", counting)
     monkeypatch.setattr(GeoPackageStore, "read", whole)
     dem = open_store(str(store_copy)).read_raster("dem")
     for layer in ("buildings", "roads"):
