@@ -33,7 +33,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("NGIS_BENCH_CACHE", "/tmp/ngis-bench/server"))

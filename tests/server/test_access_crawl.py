@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import set_access, start_server, stop_server
+from server_helpers import set_access, stop_server
 from gis.cli.main import cli
 
 MAX_PAGES = 260  # per grade; item pages are many and alike, the crawl keeps to the first few
@@ -187,7 +187,7 @@ def test_anonymous_none_answers_401(demo_store, tmp_path):
         import time
         import urllib.request
 
-        from conftest import free_port
+        from server_helpers import free_port
 
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "gis", "serve", "--config", str(config),

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from gis.cli.main import cli
-from conftest import create_key
+from server_helpers import create_key
 
 RANK = {"anonymous": 0, "public": 0, "agency": 1, "restricted": 2}
 GRADE_OF = {"buildings": 0, "crashes": 1, "pipelines": 2}

@@ -16,7 +16,7 @@ import shapely
 from click.testing import CliRunner
 from pyproj import Transformer
 
-from conftest import start_server, stop_server
+from server_helpers import start_server, stop_server
 from gis.cli.main import cli
 from gis.store import open_store
 

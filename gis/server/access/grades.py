@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gis.errors import NgisError
@@ -71,10 +72,8 @@ def access_settings(config: dict[str, Any]) -> dict[str, Any]:
     return dict((config.get("ngis") or {}).get("access") or {})
 
 
-def access_paths(config: dict[str, Any]) -> tuple["Path", "Path"]:
+def access_paths(config: dict[str, Any]) -> tuple[Path, Path]:
     """(key/usage database, audit folder): ``ngis.access.db``/``audit``, else inside the cache."""
-    from pathlib import Path
-
     settings = access_settings(config)
     cache = Path((config.get("ngis") or {}).get("cache") or "build/server-cache")
     db, audit = settings.get("db"), settings.get("audit")
