@@ -21,10 +21,20 @@ viewer.scene.postRender.addEventListener(() => { state.frames += 1; });
 // Underground content (pipelines, tunnels) stays visible through a translucent ground.
 viewer.scene.screenSpaceCameraController.enableCollisionDetection = false;
 
+// An API key given to the page (?key=...) goes with every data request: the server strips it
+// before anything is logged, and CesiumJS passes a tileset URL's query on to its contents.
+const apiKey = params.get("key");
+function withKey(url) {
+  if (!apiKey) return url;
+  const u = new URL(url, window.location.href);
+  u.searchParams.set("key", apiKey);
+  return u.toString();
+}
+
 async function listTilesets() {
   const urls = params.getAll("tileset");
   if (urls.length) return urls.map((url, i) => ({ name: `tileset ${i + 1}`, url }));
-  const response = await fetch("tilesets.json");
+  const response = await fetch(withKey("tilesets.json"));
   return response.ok ? response.json() : [];
 }
 
@@ -79,7 +89,8 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
     const listed = await listTilesets();
     const names = new Set(listed.map((t) => t.name));
     for (const { name, url } of listed) {
-      const tileset = await Cesium.Cesium3DTileset.fromUrl(url, { maximumScreenSpaceError: 8 });
+      const tileset = await Cesium.Cesium3DTileset.fromUrl(withKey(url),
+        { maximumScreenSpaceError: 8 });
       tileset.tileFailed.addEventListener((e) => state.errors.push(`${url}: ${e.message}`));
       // LOD1 and LOD2 of the same buildings would overlap: LOD2 shows, LOD1 is one click away.
       tileset.show = !(name.endsWith("-lod1") && names.has(name.replace(/-lod1$/, "")));

@@ -43,3 +43,30 @@ def test_viewer_at_slash_viewer(server):
         assert page.evaluate("() => window.ngis.errors") == []
         assert page.console_errors == []
         assert page.outside_requests == []
+
+
+def test_viewer_shows_what_the_key_allows(graded_server):
+    """Anonymous (public grade) sees no pipelines tileset at all; with a restricted key in the
+    page URL the viewer lists and loads it, the key travelling with every tile request."""
+    require_cesium()
+    with browser_page() as page:
+        page.goto(f"{graded_server.url}/viewer/?msaa=1")
+        wait_for_tiles(page)
+        names = page.evaluate("() => window.ngis.tilesets.map(t => t.ngisName)")
+        assert "pipelines" not in names and "buildings" in names
+        assert page.query_selector("#underground") is None
+        assert page.evaluate("() => window.ngis.errors") == [] and page.console_errors == []
+    with browser_page() as page:
+        key = graded_server.keys["restricted"]
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"{graded_server.url}/viewer/?msaa=1&underground=1&key={key}")
+        wait_for_tiles(page)
+        names = page.evaluate("() => window.ngis.tilesets.map(t => t.ngisName)")
+        assert "pipelines" in names
+        assert page.evaluate("() => window.ngis.tilesets.find(t => t.ngisName === 'pipelines')"
+                             ".statistics.selected > 0")
+        tiles = [u for u in requests if "/3dtiles/pipelines/" in u]
+        assert tiles and all(f"key={key}" in u for u in tiles)
+        assert page.evaluate("() => window.ngis.errors") == [] and page.console_errors == []
+        assert page.outside_requests == []
