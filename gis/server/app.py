@@ -36,6 +36,7 @@ import gc
 import gzip
 import importlib.util
 import json
+import logging
 import os
 import re
 import time
@@ -47,6 +48,8 @@ from gis.server.access.grades import Grades, access_paths, access_settings, anon
 from gis.server.access.keys import KeyStore, KeyVerifier
 from gis.server.config import load_config
 from gis.server.static import folder_app, not_found, send_bytes
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 CESIUM = ROOT / "node_modules" / "cesium" / "Build" / "Cesium"
@@ -150,8 +153,28 @@ class NgisApp:
             hooks.append(getattr(mod, cls)(arg))
         return tuple(hooks)
 
+    def _on_shutdown(self, receive):
+        """``receive`` that writes this worker's pending usage when the server shuts down (its
+        background flush runs only every second)."""
+
+        async def wrapped():
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown" and self.meter is not None:
+                flush = getattr(self.meter, "flush", None)
+                if flush is not None:
+                    try:
+                        flush()
+                    except Exception as err:  # the counts stay in memory for the exit hook
+                        log.warning("usage meter: flush at shutdown failed: %s", err)
+            return message
+
+        return wrapped
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":  # lifespan (and websockets): pygeoapi's
+        if scope["type"] == "lifespan":  # pygeoapi's, and our meter's last flush at shutdown
+            await self.lifespan_app(scope, self._on_shutdown(receive), send)
+            return
+        if scope["type"] != "http":
             await self.lifespan_app(scope, receive, send)
             return
         path: str = scope["path"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from gis.server.access.metering import access_paths  # noqa: F401  (one definition)
 
 from gis.errors import NgisError
 
@@ -70,15 +71,6 @@ class Grades:
 def access_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The ``ngis.access`` section (may be absent)."""
     return dict((config.get("ngis") or {}).get("access") or {})
-
-
-def access_paths(config: dict[str, Any]) -> tuple[Path, Path]:
-    """(key/usage database, audit folder): ``ngis.access.db``/``audit``, else inside the cache."""
-    settings = access_settings(config)
-    cache = Path((config.get("ngis") or {}).get("cache") or "build/server-cache")
-    db, audit = settings.get("db"), settings.get("audit")
-    return (Path(db) if isinstance(db, str) and db else cache / "access.db",
-            Path(audit) if isinstance(audit, str) and audit else cache / "audit")
 
 
 def resource_grade(resource: dict[str, Any], grades: Grades) -> str:
