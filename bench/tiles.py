@@ -122,7 +122,10 @@ def run_one(args) -> None:
                               dem=lambda: store.read_raster("dem"), options=options)
         seconds = time.perf_counter() - t
     mb = 2**20
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({
+        "cpu_driver": me.ru_utime + me.ru_stime, "cpu_workers": kids.ru_utime + kids.ru_stime,
+        "load": os.getloadavg()[0],
         "seconds": seconds, "features": summary.features, "tiles": summary.tiles,
         "contents": summary.contents, "largest_tile": summary.largest_tile,
         "driver_cpu": time.process_time() - cpu,
@@ -257,11 +260,14 @@ def main() -> None:
                f"peak RSS {max(g['peak_driver_mb'] for g in got):,.0f} MB driver + "
                f"{max(g['peak_worker_mb'] for g in got):,.0f} MB per worker "
                f"({max(g['peak_total_mb'] for g in got):,.0f} MB together)")
+        cpu = statistics.median(g["cpu_driver"] + g["cpu_workers"] for g in got)
         print(f"ngis LOD{lod} compress={compress} {where}: {secs:.1f} s end to end (median of "
-              f"{len(got)}: {', '.join(f'{g['seconds']:.1f}' for g in got)}), "
+              f"{len(got)}: {', '.join(f'{g['seconds']:.1f}' for g in got)}; load average "
+              f"{', '.join(f'{g['load']:.1f}' for g in got)} after), "
               f"{r['features'] / secs:,.0f} buildings/s, {r['tiles']} tiles, "
               f"{raw / r['features']:.0f} B/building as written, {packed / r['features']:.0f} B "
-              f"gzipped; {mem}; maxrss {r['maxrss_driver_mb']:,.0f} MB (process), "
+              f"gzipped; CPU {cpu:.1f} s in all (process and workers, with imports); {mem}; "
+              f"maxrss {r['maxrss_driver_mb']:,.0f} MB (process), "
               f"{r['maxrss_children_mb']:,.0f} MB (largest child)", flush=True)
     if args.peer_buildings:
         p = _child("_peer", "--store", str(store), "--limit", str(args.peer_buildings))

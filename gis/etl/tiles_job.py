@@ -29,6 +29,7 @@ the same code on rows cut from the frame), whichever store or number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import gzip as gzip_module
 import hashlib
@@ -140,6 +141,17 @@ class StoreLayer:
     uri: str
     layer: str
     surfaces: str | None = None
+    version: str | None = None
+
+
+def _stamped(layer: StoreLayer) -> StoreLayer:
+    """The layer with the store file's identity (inode, size, mtime): workers that outlive a build
+    keep their open stores by it, and must not read a replaced GeoPackage through a connection to
+    the old file. (PostGIS reads open a connection per read.)"""
+    if "://" in layer.uri or not os.path.exists(layer.uri):
+        return layer
+    st = os.stat(layer.uri)
+    return dataclasses.replace(layer, version=f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}")
 
 
 # -- where rows come from -----------------------------------------------------------------------
@@ -250,6 +262,8 @@ def _source_of(reader: StoreLayer | FrameSource | StoreSource) -> FrameSource | 
         return reader
     key = (reader, threading.get_ident())
     if key not in _OPEN:
+        for old in [k for k in _OPEN if k[1] == key[1] and k[0].uri == reader.uri]:
+            del _OPEN[old]  # an earlier version of the store: let its connection go
         _OPEN[key] = StoreSource(reader)
     return _OPEN[key]
 
@@ -938,6 +952,7 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
         raise DataError("implicit tiling needs 3D Tiles 1.1")
     t0 = time.perf_counter()
     if isinstance(layer, StoreLayer):
+        layer = _stamped(layer)
         source: FrameSource | StoreSource = StoreSource(layer)
         with_surfaces = layer.surfaces is not None
     else:

@@ -186,3 +186,26 @@ def test_streaming_from_postgis_equals_the_geopackage_build(demo_store, postgis_
                         tmp_path / "p" / layer, dem=dem, options=opts)
         assert a.contents == b.contents > 1
         assert _files(tmp_path / "g" / layer) == _files(tmp_path / "p" / layer)
+
+
+def test_workers_that_outlive_a_build_read_the_store_as_it_is_now(store_copy, tmp_path,
+                                                                  threads_cluster):
+    layer = StoreLayer(str(store_copy), "buildings")
+    opts = TilesOptions(max_features=300, scheduler=threads_cluster.scheduler_address)
+    dem = open_store(str(store_copy)).read_raster("dem")
+    first = build_tiles(layer, "building", tmp_path / "b", dem=dem, options=opts)
+
+    def renamed(b):
+        b = b.copy()
+        b.iloc[7, b.columns.get_loc("name")] = "Renamed Hall"
+        return b
+
+    _change(store_copy, renamed)  # the store file is replaced (a new inode)
+    second = build_tiles(layer, "building", tmp_path / "b", dem=dem, options=opts)
+    assert (second.written, second.reused) == (1, first.contents - 1)
+    names = []
+    _, tiles = load_tiles(tmp_path / "b")
+    for t in tiles:
+        if t.content:
+            names += Glb.parse((tmp_path / "b" / t.content).read_bytes()).property_table()["name"]
+    assert "Renamed Hall" in names
