@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +46,7 @@ from pyproj import CRS, Transformer
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from gis.server.providers.tiles import (PG_TTL, _file_key, gpkg_connect, is_postgres, pg_cursor,
+from gis.server.providers.tiles import (cached_store_state, gpkg_connect, is_postgres, pg_cursor,
                                         pg_split, redact)
 
 MAX_CELLS = 1_000_000
@@ -113,7 +112,6 @@ class Grid:
 
 
 _GRIDS: dict[tuple[str, str], tuple[Any, Grid]] = {}
-_LOCK = threading.Lock()
 
 
 def _gpkg_raster_tables(path: str) -> list[str]:
@@ -193,31 +191,7 @@ def grid_info(data: str, table: str | None) -> Grid:
             raise ProviderConnectionError(
                 user_msg=f"say which raster layer (options.table); the store has {tables}")
         table = tables[0]
-    key = (str(data), table)
-    cached = _GRIDS.get(key)
-    if pg:
-        if cached is not None and time.monotonic() - cached[1].checked < PG_TTL:
-            return cached[1]
-        if cached is not None:
-            from gis.server.providers.tiles import _pg_signature
-
-            _, schema = pg_split(data)
-            with pg_cursor(data) as cur:
-                signature = _pg_signature(cur, schema, table)
-            if signature and signature == cached[1].signature:
-                cached[1].checked = time.monotonic()
-                return cached[1]
-        grid = _load_pg_grid(data, table)
-        with _LOCK:
-            _GRIDS[key] = (None, grid)
-        return grid
-    stat = _file_key(data)
-    if cached is not None and cached[0] == stat:
-        return cached[1]
-    grid = _load_gpkg_grid(data, table)
-    with _LOCK:
-        _GRIDS[key] = (stat, grid)
-    return grid
+    return cached_store_state(_GRIDS, data, table, _load_gpkg_grid, _load_pg_grid)
 
 
 def _crs_of(value: Any) -> CRS:

@@ -365,11 +365,15 @@ def _load_pg_layer(url: str, table: str) -> _Layer:
                   signature=signature or f"unversioned|{bounds}")
 
 
-def layer_info(data: str, table: str) -> _Layer:
-    """The cached description of a store vector layer, reloaded when the store changed."""
+def cached_store_state(cache: dict, data: str, table: str, load_gpkg: Callable, load_pg: Callable):
+    """What ``load_gpkg(path, table)`` / ``load_pg(url, table)`` describe of a store table, cached
+    in ``cache`` and reloaded when the store changed: a GeoPackage when its file changed (size,
+    mtime, inode), a PostGIS table when its signature changed (checked at most every
+    ``PG_TTL`` seconds). The loaded object must carry ``signature`` and ``checked`` for PostGIS.
+    """
     key = (str(data), table)
+    cached = cache.get(key)
     if is_postgres(data):
-        cached = _LAYERS.get(key)
         if cached is not None and time.monotonic() - cached[1].checked < PG_TTL:
             return cached[1]
         if cached is not None:
@@ -379,18 +383,22 @@ def layer_info(data: str, table: str) -> _Layer:
             if signature and signature == cached[1].signature:
                 cached[1].checked = time.monotonic()
                 return cached[1]
-        layer = _load_pg_layer(data, table)
+        state = load_pg(data, table)
         with _LOCK:
-            _LAYERS[key] = (None, layer)
-        return layer
+            cache[key] = (None, state)
+        return state
     stat = _file_key(data)
-    cached = _LAYERS.get(key)
     if cached is not None and cached[0] == stat:
         return cached[1]
-    layer = _load_gpkg_layer(data, table)
+    state = load_gpkg(data, table)
     with _LOCK:
-        _LAYERS[key] = (stat, layer)
-    return layer
+        cache[key] = (stat, state)
+    return state
+
+
+def layer_info(data: str, table: str) -> _Layer:
+    """The cached description of a store vector layer, reloaded when the store changed."""
+    return cached_store_state(_LAYERS, data, table, _load_gpkg_layer, _load_pg_layer)
 
 
 # -- reading and encoding ---------------------------------------------------------------------
