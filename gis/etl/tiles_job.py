@@ -73,6 +73,8 @@ WANTED = {"building": (3, 6), "road": (1, 5), "rail": (1, 5), "pipeline": (1, 5)
 #: Columns the plan reads for building heights (besides envelopes).
 HEIGHT_COLUMNS = ("height", "storeys", "storey_height", "roof_height", "roof_type",
                   "ground_elevation")
+#: Fids per slice of the plan's light pass (bounds its temporaries on national layers).
+ENVELOPE_CHUNK = 250_000
 #: Version of the tile fingerprint (part of every fingerprint: a change rebuilds everything).
 DIGEST_VERSION = 2
 _TYPE_IDS = {"POINT": 0, "LINESTRING": 1, "LINEARRING": 2, "POLYGON": 3, "MULTIPOINT": 4,
@@ -160,15 +162,12 @@ def _type_codes(names: pd.Series) -> np.ndarray:
     """Shapely geometry type ids from OGC type names (``POLYGON``, ``POLYGON Z``, ``ST_Polygon``,
     ``POLYGONM``...); -1 for None."""
     out = np.full(len(names), -1, np.int64)
-    values = names.to_numpy(object)
-    for name in pd.unique(values):
-        if not isinstance(name, str):
-            continue
-        key = name.upper().split()[0].removeprefix("ST_")
+    for name in names.dropna().unique():  # a handful of names: compared column-wise
+        key = str(name).upper().split()[0].removeprefix("ST_")
         for suffix in ("ZM", "Z", "M"):
             if key not in _TYPE_IDS and key.endswith(suffix):
                 key = key[:-len(suffix)]
-        out[values == name] = _TYPE_IDS.get(key, 7)
+        out[(names == name).to_numpy(bool, na_value=False)] = _TYPE_IDS.get(key, 7)
     return out
 
 
@@ -192,6 +191,9 @@ class FrameSource:
                 out[c] = self.frame[c].to_numpy()
         return out
 
+    def envelope_chunks(self, columns: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+        yield self.envelopes(columns)
+
     def rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.frame.iloc[np.asarray(fids, np.int64)]
 
@@ -214,10 +216,27 @@ class StoreSource:
         self.store = open_store(layer.uri)
         self.crs = self.store.read_fids(layer.layer, []).crs  # checks the layer, reads no row
 
-    def envelopes(self, columns: tuple[str, ...]) -> pd.DataFrame:
-        env = self.store.read_envelopes(self.remote.layer, list(columns)).copy()
+    def envelopes(self, columns: tuple[str, ...], fids: tuple[int, int] | None = None
+                  ) -> pd.DataFrame:
+        env = self.store.read_envelopes(self.remote.layer, list(columns),
+                                        **({} if fids is None else {"fids": fids})).copy()
         env["geom_type"] = _type_codes(env["geom_type"])
         return env
+
+    def envelope_chunks(self, columns: tuple[str, ...], chunk: int | None = None
+                        ) -> Iterator[pd.DataFrame]:
+        """The envelopes in slices of ``chunk`` fids (:data:`ENVELOPE_CHUNK`; one slice where
+        the store cannot slice)."""
+        chunk = chunk or ENVELOPE_CHUNK
+        extent = getattr(self.store, "fid_extent", None)
+        span = None if extent is None else extent(self.remote.layer)
+        if span is None:
+            yield self.envelopes(columns)
+            return
+        for first in range(span[0], span[1] + 1, chunk):
+            env = self.envelopes(columns, (first, min(first + chunk - 1, span[1])))
+            if len(env):
+                yield env
 
     def rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.store.read_fids(self.remote.layer, fids)
@@ -301,18 +320,30 @@ class Plan:
         return len(self.fids)
 
 
-def _geometry_check(env: pd.DataFrame, kind: str, notes: list[str]) -> np.ndarray:
-    """Keep mask of the features with a usable geometry (saying what is left out)."""
-    types = env["geom_type"].to_numpy(np.int64)
-    empty = types < 0
-    wrong = ~empty & ~np.isin(types, WANTED[kind])
-    if len(types) and wrong.all():
-        raise DataError(f"the layer's geometries are {_TYPE_NAMES.get(int(types[0]), '?')}: "
-                        f"{KINDS[kind]} need {'footprints' if kind == 'building' else 'lines'}")
-    drop = empty | wrong
-    if drop.any():
-        notes.append(f"{int(drop.sum())} feature(s) without usable geometry left out")
-    return ~drop
+class _GeometryCheck:
+    """Which features have a usable geometry, slice by slice, and what to say about the rest."""
+
+    def __init__(self, kind: str):
+        self.kind, self.rows, self.wrong, self.dropped, self.first = kind, 0, 0, 0, None
+
+    def keep(self, env: pd.DataFrame) -> np.ndarray:
+        types = env["geom_type"].to_numpy(np.int64)
+        if self.first is None and len(types):
+            self.first = int(types[0])
+        empty = types < 0
+        wrong = ~empty & ~np.isin(types, WANTED[self.kind])
+        self.rows += len(types)
+        self.wrong += int(wrong.sum())
+        self.dropped += int((empty | wrong).sum())
+        return ~(empty | wrong)
+
+    def finish(self, notes: list[str]) -> None:
+        if self.rows and self.wrong == self.rows:
+            raise DataError(f"the layer's geometries are {_TYPE_NAMES.get(self.first, '?')}: "
+                            f"{KINDS[self.kind]} need "
+                            f"{'footprints' if self.kind == 'building' else 'lines'}")
+        if self.dropped:
+            notes.append(f"{self.dropped} feature(s) without usable geometry left out")
 
 
 def plan_layer(source: FrameSource | StoreSource, kind: str, dem: Callable[[], DemSource] | None,
@@ -338,43 +369,65 @@ def plan_layer(source: FrameSource | StoreSource, kind: str, dem: Callable[[], D
 def _plan_buildings(source, dem, notes, batch, surfaces) -> Plan:
     from gis.mesh.lod1 import building_heights
 
-    env = source.envelopes(HEIGHT_COLUMNS + (("id",) if surfaces else ()))
-    env = env[_geometry_check(env, "building", notes)]
-    fids = env.index.to_numpy(np.int64)
-    h = building_heights(env)
-    missing = np.flatnonzero(~np.isfinite(h.base_z))
-    if dem is not None and len(missing):
-        grid = dem()
-        xs, ys = np.full(len(env), np.nan), np.full(len(env), np.nan)
-        for part in _batches(missing, batch):
-            pts = shapely.point_on_surface(np.asarray(source.rows(fids[part]).geometry.array,
-                                                      dtype=object))
-            xs[part], ys[part] = shapely.get_x(pts), shapely.get_y(pts)
-        ground = np.full(len(env), np.nan)
-        ground[missing] = sample_dem(grid.data, grid.transform, xs[missing], ys[missing])
-        h = building_heights(env, ground)
-    no_ground = ~np.isfinite(h.base_z)
-    if no_ground.any():
-        notes.append(f"{int(no_ground.sum())} building(s) have no ground elevation"
+    check = _GeometryCheck("building")
+    grid = None
+    fids, bounds, heights, ids = [], [], [], []
+    no_ground = bad = 0
+    has_roof_types = False
+    for env in source.envelope_chunks(HEIGHT_COLUMNS + (("id",) if surfaces else ())):
+        has_roof_types |= "roof_type" in env
+        env = env[check.keep(env)]
+        if not len(env):
+            continue
+        f = env.index.to_numpy(np.int64)
+        h = building_heights(env)
+        missing = np.flatnonzero(~np.isfinite(h.base_z))
+        if dem is not None and len(missing):  # the DEM under the footprint (point on surface)
+            grid = grid or dem()
+            xy = np.full((len(env), 2), np.nan)
+            for part in _batches(missing, batch):
+                pts = shapely.point_on_surface(np.asarray(source.rows(f[part]).geometry.array,
+                                                          dtype=object))
+                xy[part] = np.c_[shapely.get_x(pts), shapely.get_y(pts)]
+            ground = np.full(len(env), np.nan)
+            ground[missing] = sample_dem(grid.data, grid.transform, xy[missing, 0],
+                                         xy[missing, 1])
+            h = building_heights(env, ground)
+        lost = ~np.isfinite(h.base_z)
+        if lost.any():
+            no_ground += int(lost.sum())
+            on_zero = building_heights(env, 0.0)
+            h = type(h)(*(np.where(lost, a, b) for a, b in zip(on_zero, h, strict=True)))
+        ok = np.isfinite(h.top_z) & (h.top_z > h.base_z)
+        bad += int((~ok).sum())
+        fids.append(f[ok])
+        bounds.append(env[["minx", "miny", "maxx", "maxy"]].to_numpy(np.float64)[ok])
+        heights.append(np.c_[h.base_z, h.eave_z, h.top_z][ok])
+        if surfaces and "id" in env:
+            ids.append(env["id"].to_numpy(object)[ok])
+    check.finish(notes)
+    if no_ground:
+        notes.append(f"{no_ground} building(s) have no ground elevation"
                      + (" and lie outside the DEM" if dem is not None else " and no DEM")
                      + ": placed on 0 m")
-        on_zero = building_heights(env, 0.0)
-        h = type(h)(*(np.where(no_ground, a, b) for a, b in zip(on_zero, h, strict=True)))
-    bad = ~(np.isfinite(h.top_z) & (h.top_z > h.base_z))
-    if bad.any():
-        notes.append(f"{int(bad.sum())} building(s) with neither height nor storeys left out")
-    ok = ~bad
-    heights = np.c_[h.base_z, h.eave_z, h.top_z][ok]
-    b2 = env[["minx", "miny", "maxx", "maxy"]].to_numpy(np.float64)[ok]
-    return Plan(fids[ok], np.c_[b2, heights[:, 0], heights[:, 2]], heights=heights,
-                ids=env["id"].to_numpy(object)[ok] if surfaces and "id" in env else None,
-                has_roof_types="roof_type" in env)
+    if bad:
+        notes.append(f"{bad} building(s) with neither height nor storeys left out")
+    if not fids:
+        return Plan(np.zeros(0, np.int64), np.zeros((0, 6)), heights=np.zeros((0, 3)),
+                    has_roof_types=has_roof_types)
+    h3 = np.concatenate(heights)
+    return Plan(np.concatenate(fids), np.c_[np.concatenate(bounds), h3[:, 0], h3[:, 2]],
+                heights=h3, ids=np.concatenate(ids) if ids else None,
+                has_roof_types=has_roof_types)
 
 
 def _plan_lines(source, kind, dem, notes, batch) -> Plan:
-    env = source.envelopes(())
-    env = env[_geometry_check(env, kind, notes)]
-    fids = env.index.to_numpy(np.int64)
+    check = _GeometryCheck(kind)
+    kept = [env[check.keep(env)][["minx", "miny", "maxx", "maxy"]]
+            for env in source.envelope_chunks(())]
+    check.finish(notes)
+    env = pd.concat(kept) if kept else pd.DataFrame(columns=["minx", "miny", "maxx", "maxy"])
+    fids = np.asarray(env.index, np.int64)
     if dem is None:
         notes.append("no DEM: lines are draped on flat ground at 0 m")
         grid = flat_dem((env["minx"].min(), env["miny"].min(), env["maxx"].max(),

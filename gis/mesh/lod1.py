@@ -181,6 +181,17 @@ def _column(frame: Any, name: str, n: int) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _pitched(kinds: Any) -> np.ndarray:
+    """Whether each roof type names a pitched roof (a string other than empty and ``flat``)."""
+    import pandas as pd
+
+    if isinstance(kinds, pd.Series) and pd.api.types.is_string_dtype(kinds.dtype) and \
+            kinds.dtype != object:  # pandas strings: no Python objects for a national layer
+        return (kinds.notna() & ~kinds.isin(["", "flat"])).to_numpy(bool, na_value=False)
+    kinds = np.asarray(kinds, dtype=object)
+    return np.array([isinstance(k, str) and k not in ("", "flat") for k in kinds], bool)
+
+
 def building_heights(frame: Any, ground: Any = None) -> BuildingHeights:
     """Base, eave and top elevations from the building standard's fields.
 
@@ -208,8 +219,7 @@ def building_heights(frame: Any, ground: Any = None) -> BuildingHeights:
     roof_h = _column(frame, "roof_height", n)
     roof_h = np.where(np.isfinite(roof_h) & (roof_h > 0), roof_h, 0.0)
     if "roof_type" in frame:
-        kinds = np.asarray(frame["roof_type"], dtype=object)
-        pitched = np.array([isinstance(k, str) and k not in ("", "flat") for k in kinds], bool)
+        pitched = _pitched(frame["roof_type"])
     else:
         pitched = np.zeros(n, bool)
     roof_h = np.where(pitched, roof_h, 0.0)

@@ -107,14 +107,18 @@ class Store(abc.ABC):
              ) -> gpd.GeoDataFrame:
         """Read a vector layer (optionally only what meets ``bbox``, in the layer CRS)."""
 
-    def read_envelopes(self, name: str, columns: list[str] | tuple[str, ...] = ()
-                       ) -> pd.DataFrame:
-        """Every feature's envelope and geometry type plus ``columns``, indexed by fid: the light
-        pass of a job that reads a layer piece by piece (see ``GeoPackageStore.read_envelopes``).
-        This fallback reads the whole layer; the stores override it with a light query."""
+    def read_envelopes(self, name: str, columns: list[str] | tuple[str, ...] = (),
+                       fids: tuple[int, int] | None = None) -> pd.DataFrame:
+        """Every feature's envelope and geometry type plus ``columns``, indexed by fid (only fids
+        in the ``fids`` range, if given): the light pass of a job that reads a layer piece by
+        piece (see ``GeoPackageStore.read_envelopes``). This fallback reads the whole layer; the
+        stores override it with a light query."""
         import shapely
 
         frame = self.read(name)
+        if fids is not None:
+            at = np.asarray(frame.index, np.int64)
+            frame = frame[(at >= fids[0]) & (at <= fids[1])]
         geoms = np.asarray(frame.geometry.array, dtype=object)
         gone = shapely.is_missing(geoms) | shapely.is_empty(geoms)
         out = pd.DataFrame(shapely.bounds(geoms), columns=["minx", "miny", "maxx", "maxy"],

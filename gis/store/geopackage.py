@@ -84,7 +84,8 @@ class GeoPackageStore(Store):
             raise LayerNotFoundError(f"{name!r} is a raster layer, not features", path=self.uri)
 
     # -- reading a layer piece by piece (tiling jobs) ------------------------------------------
-    def read_envelopes(self, name: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+    def read_envelopes(self, name: str, columns: Sequence[str] = (),
+                       fids: tuple[int, int] | None = None) -> pd.DataFrame:
         """Every feature's id, envelope and geometry type, and the given columns, without reading
         the geometries (the envelope comes from the GeoPackage geometry header): the light pass
         of a job that then reads the layer piece by piece with :meth:`read_fids`.
@@ -92,6 +93,8 @@ class GeoPackageStore(Store):
         Args:
             name: Feature layer.
             columns: Attribute columns to include (those the layer lacks are left out).
+            fids: Only features whose fid lies in this (first, last) range (a national layer is
+                read in slices; see :meth:`fid_extent`).
 
         Returns:
             Frame indexed by fid (ascending): ``minx, miny, maxx, maxy`` (NaN for a null or empty
@@ -105,7 +108,9 @@ class GeoPackageStore(Store):
                f"ST_MaxX({g}) AS maxx, ST_MaxY({g}) AS maxy, CASE WHEN {g} IS NULL OR "
                f"ST_IsEmpty({g}) THEN NULL ELSE ST_GeometryType({g}) END AS geom_type"
                + "".join(f", {_quote(c)}" for c in cols)
-               + f" FROM {_quote(name)} ORDER BY {fid}")
+               + f" FROM {_quote(name)}"
+               + ("" if fids is None else f" WHERE {fid} BETWEEN {int(fids[0])} AND {int(fids[1])}")
+               + f" ORDER BY {fid}")
         # GDAL turns the primary key into the FID of the result
         frame = pd.DataFrame(pyogrio.read_dataframe(self.path, sql=sql, read_geometry=False,
                                                     fid_as_index=True, use_arrow=True))
@@ -113,6 +118,14 @@ class GeoPackageStore(Store):
         frame.loc[frame["geom_type"].isna(), ["minx", "miny", "maxx", "maxy"]] = np.nan
         frame.attrs["crs"] = None if info["crs"] is None else info["crs"].to_string()
         return frame
+
+    def fid_extent(self, name: str) -> tuple[int, int] | None:
+        """Smallest and largest fid of a feature layer (None when it is empty)."""
+        info = self._layout(name)
+        fid = _quote(info["fid"])
+        lo, hi = self._reader().execute(f"SELECT min({fid}), max({fid}) FROM {_quote(name)}"
+                                        ).fetchone()
+        return None if lo is None else (int(lo), int(hi))
 
     def read_fids(self, name: str, fids: Sequence[int]) -> gpd.GeoDataFrame:
         """The features with the given ids (fid index, ascending), read with SQLite straight from

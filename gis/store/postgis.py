@@ -190,7 +190,16 @@ class PostGISStore(Store):
         ids = [int(v) for v in np.unique(np.asarray(fids, np.int64))]
         return self._select(name, sql.SQL(" WHERE fid = ANY(%s)"), (ids,))
 
-    def read_envelopes(self, name: str, columns=()) -> pd.DataFrame:
+    def fid_extent(self, name: str) -> tuple[int, int] | None:
+        """Smallest and largest fid of a feature layer (None when it is empty)."""
+        if name not in self.layers():
+            raise LayerNotFoundError(f"no layer {name!r}", path=_redact(self.uri))
+        with self._connect() as con, con.cursor() as cur:
+            cur.execute(sql.SQL("SELECT min(fid), max(fid) FROM {}").format(self._table(name)))
+            lo, hi = cur.fetchone()
+        return None if lo is None else (int(lo), int(hi))
+
+    def read_envelopes(self, name: str, columns=(), fids=None) -> pd.DataFrame:
         """Every feature's id, envelope and geometry type, and the given columns, without
         transferring geometries: the light pass of a job that then reads the layer piece by piece
         (:meth:`read_fids`). Same frame as :meth:`GeoPackageStore.read_envelopes`."""
@@ -205,9 +214,12 @@ class PostGISStore(Store):
             cols = [c for c in columns if c in have and c not in ("fid", "geom")]
             cur.execute(sql.SQL(
                 "SELECT fid, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom), CASE WHEN "
-                "geom IS NULL OR ST_IsEmpty(geom) THEN NULL ELSE GeometryType(geom) END{} FROM {} "
+                "geom IS NULL OR ST_IsEmpty(geom) THEN NULL ELSE GeometryType(geom) END{} FROM {}{} "
                 "ORDER BY fid").format(sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c))
-                                                       for c in cols), self._table(name)))
+                                                       for c in cols), self._table(name),
+                                       sql.SQL("") if fids is None else sql.SQL(
+                                           " WHERE fid BETWEEN {} AND {}").format(
+                                           sql.Literal(int(fids[0])), sql.Literal(int(fids[1])))))
             rows = cur.fetchall()
         names = ["fid", "minx", "miny", "maxx", "maxy", "geom_type", *cols]
         frame = pd.DataFrame(rows, columns=names).set_index("fid")

@@ -47,7 +47,9 @@ def _change(path: Path, edit) -> None:
     ("buildings", {}), ("buildings", {"lod": 2}), ("buildings", {"version": "1.0"}),
     ("buildings", {"compress": "meshopt", "gzip": True, "implicit": True}),
     ("roads", {}), ("rail", {"max_features": 3}), ("pipelines", {})])
-def test_streaming_build_equals_in_memory_build(store_copy, tmp_path, layer, options):
+def test_streaming_build_equals_in_memory_build(store_copy, tmp_path, layer, options,
+                                                monkeypatch):
+    monkeypatch.setattr(job, "ENVELOPE_CHUNK", 700)  # the light pass in several slices
     store = open_store(str(store_copy))
     dem = store.read_raster("dem")
     opts = TilesOptions(**{"max_features": 250, **options})
@@ -170,8 +172,10 @@ def test_dask_workers_read_their_own_rows_and_give_the_same_bytes(store_copy, tm
 
 
 def test_streaming_from_postgis_equals_the_geopackage_build(demo_store, postgis_store_url,
-                                                            tmp_path):
+                                                            tmp_path, monkeypatch):
     from gis.etl.ingest import ingest, load_manifest
+
+    monkeypatch.setattr(job, "ENVELOPE_CHUNK", 700)
 
     specs = [s for s in load_manifest(Path(demo_store).parent / "source" / "manifest.json")
              if s.layer in ("buildings", "roads", "dem")]
