@@ -122,7 +122,8 @@ def run_one(args) -> None:
                               dem=lambda: store.read_raster("dem"), options=options)
         seconds = time.perf_counter() - t
     mb = 2**20
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({
         "cpu_driver": me.ru_utime + me.ru_stime, "cpu_workers": kids.ru_utime + kids.ru_stime,
         "load": os.getloadavg()[0],
@@ -202,17 +203,8 @@ def sizes(out: Path) -> tuple[int, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd")
-    one = sub.add_parser("_run", help=argparse.SUPPRESS)
-    for a in ("--store", "--out"):
-        one.add_argument(a, required=True)
-    one.add_argument("--lod", type=int, default=1)
-    one.add_argument("--compress", default="none")
-    one.add_argument("--workers", type=int, default=1)
-    peer = sub.add_parser("_peer", help=argparse.SUPPRESS)
-    peer.add_argument("--store", required=True)
-    peer.add_argument("--limit", type=int, required=True)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--buildings", type=int, default=None,
                     help="About how many buildings to generate (default: ~100,000).")
     ap.add_argument("--scale", type=float, default=None, help="National region scale instead.")
@@ -225,10 +217,17 @@ def main() -> None:
                     help="Run the py3dtiles peer on at most this many buildings (its tiles in "
                     "tileset order); 0 skips it.")
     ap.add_argument("--cache", default="/tmp/ngis-bench", help="Where generated data is kept.")
+    # one measured run in a child process (how main() runs each configuration)
+    ap.add_argument("--child", choices=["run", "peer"], help=argparse.SUPPRESS)
+    ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--lod", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--compress", default="none", help=argparse.SUPPRESS)
+    ap.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.cmd == "_run":
+    if args.child == "run":
         return run_one(args)
-    if args.cmd == "_peer":
+    if args.child == "peer":
         return run_peer(args)
 
     scale = args.scale if args.scale is not None else scale_for(args.buildings or 100_000)
@@ -246,8 +245,8 @@ def main() -> None:
     results = {}
     for lod, compress, workers in runs:
         out = work / f"lod{lod}-{compress}-w{workers}"
-        got = [_child("_run", "--store", str(store), "--out", str(out), "--lod", str(lod),
-                      "--compress", compress, "--workers", str(workers))
+        got = [_child("--child", "run", "--store", str(store), "--out", str(out), "--lod",
+                      str(lod), "--compress", compress, "--workers", str(workers))
                for _ in range(args.repeat)]
         raw, packed = sizes(out)
         shutil.rmtree(out, ignore_errors=True)
@@ -270,7 +269,7 @@ def main() -> None:
               f"maxrss {r['maxrss_driver_mb']:,.0f} MB (process), "
               f"{r['maxrss_children_mb']:,.0f} MB (largest child)", flush=True)
     if args.peer_buildings:
-        p = _child("_peer", "--store", str(store), "--limit", str(args.peer_buildings))
+        p = _child("--child", "peer", "--store", str(store), "--limit", str(args.peer_buildings))
         subset = "" if p["buildings"] >= n else (
             f" on its first {p['buildings']:,} buildings (tiles in tileset order; not all "
             f"{n:,}: py3dtiles' writer is run on a subset to keep the benchmark short)")

@@ -817,7 +817,6 @@ class FeatureContent:
         self.extension = job.format
         self.gzipped = job.gzip
         self.notes: list[str] = []
-        self.largest_read = 0
         self.on_tile: Callable[[int], None] | None = None
         self._current: tuple[str, TileResult] | None = None
         self._pending: dict[str, Any] = {}
@@ -864,7 +863,6 @@ class FeatureContent:
             result = tile_content(self.source, self.spec(features), self.job, self.known)
         self._current = (key, result)
         self.notes.extend(result.notes)
-        self.largest_read = max(self.largest_read, result.rows)
         if self.on_tile is not None:
             self.on_tile(len(features))
         self._refill()

@@ -212,14 +212,13 @@ class PostGISStore(Store):
                         "%s AND table_name = %s", (self.schema, name))
             have = {r[0] for r in cur.fetchall()}
             cols = [c for c in columns if c in have and c not in ("fid", "geom")]
+            extra = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c)) for c in cols)
+            where = sql.SQL("") if fids is None else sql.SQL(" WHERE fid BETWEEN {} AND {}").format(
+                sql.Literal(int(fids[0])), sql.Literal(int(fids[1])))
             cur.execute(sql.SQL(
                 "SELECT fid, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom), CASE WHEN "
-                "geom IS NULL OR ST_IsEmpty(geom) THEN NULL ELSE GeometryType(geom) END{} FROM {}{} "
-                "ORDER BY fid").format(sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c))
-                                                       for c in cols), self._table(name),
-                                       sql.SQL("") if fids is None else sql.SQL(
-                                           " WHERE fid BETWEEN {} AND {}").format(
-                                           sql.Literal(int(fids[0])), sql.Literal(int(fids[1])))))
+                "geom IS NULL OR ST_IsEmpty(geom) THEN NULL ELSE GeometryType(geom) END{} "
+                "FROM {}{} ORDER BY fid").format(extra, self._table(name), where))
             rows = cur.fetchall()
         names = ["fid", "minx", "miny", "maxx", "maxy", "geom_type", *cols]
         frame = pd.DataFrame(rows, columns=names).set_index("fid")
