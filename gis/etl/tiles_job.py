@@ -1039,7 +1039,7 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
             notes.append("no roof types and no CityGML surfaces: LOD2 roofs are flat")
         b = plan.bounds
         centroids = np.c_[(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2]
-        # the regions (a tenth of the plan's time) are computed once the workers are busy
+        # bounding regions (half of the planning time) come once the workers have work
         tree = build_tileset(centroids, b, crs_text, max_features_per_tile=options.max_features,
                              regions=False)
         fmt = "b3dm" if options.version == "1.0" else "glb"
