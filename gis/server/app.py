@@ -13,7 +13,7 @@ one independent instance of that module per grade. Each request is then
    ``none`` answers 401). A malformed, unknown, revoked or expired key answers 401 with one
    body for all four;
 2. rate-limited, then dispatched to its grade's pygeoapi app (or 3D Tiles folder), metered and
-   audited (the hooks of :meth:`NgisApp._hooks`; the modules are optional);
+   audited (see :meth:`NgisApp._hooks`);
 3. marked: ``Vary: Authorization, X-API-Key`` always, ``Cache-Control: private`` when a key was
    used (what anyone may fetch without a key is public, whatever the anonymous grade).
 
@@ -132,26 +132,13 @@ class NgisApp:
 
     @staticmethod
     def _hooks(db: Path, audit: Path):
-        """INTEGRATION POINT for rate limits, metering and audit (issue 5 items 4-6).
+        """The rate limiter and the usage meter (sharing the access database) and the audit log
+        (its own folder, ``ngis.access.audit``)."""
+        from gis.server.access.audit import AuditLog
+        from gis.server.access.metering import Meter
+        from gis.server.access.ratelimit import RateLimiter
 
-        Each hook is used when its module exists: ``gis.server.access.ratelimit.RateLimiter``
-        (``allow(key_id, per_minute) -> (ok, retry_after)``), ``...metering.Meter``
-        (``record(key_id, user_class, resource, day, requests, features, bytes_, tiles,
-        processes)``) and ``...audit.AuditLog`` (``append(record)``); the first two share the
-        access database, the audit log has its own folder (``ngis.access.audit``).
-        """
-        hooks = []
-        for module, cls, arg in (("ratelimit", "RateLimiter", db), ("metering", "Meter", db),
-                                 ("audit", "AuditLog", audit)):
-            try:
-                mod = importlib.import_module(f"gis.server.access.{module}")
-            except ModuleNotFoundError as err:
-                if err.name != f"gis.server.access.{module}":
-                    raise
-                hooks.append(None)
-                continue
-            hooks.append(getattr(mod, cls)(arg))
-        return tuple(hooks)
+        return RateLimiter(db), Meter(db), AuditLog(audit)
 
     def _on_shutdown(self, receive):
         """``receive`` that writes this worker's pending usage when the server shuts down (its
