@@ -126,3 +126,29 @@ class GradedServer(Server):
         except urllib.error.HTTPError as err:
             return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
+
+# -- pygeoapi's API code without HTTP (provider tests) --
+def pygeoapi_api(resources):
+    from pygeoapi.api import API
+
+    cfg = {
+        "server": {"url": "http://localhost:5000", "mimetype": "application/json; charset=UTF-8",
+                   "encoding": "utf-8", "languages": ["en-US"],
+                   "limits": {"default_items": 10, "max_items": 100},
+                   "map": {"url": "http://localhost/blank.png", "attribution": ""}},
+        "logging": {"level": "CRITICAL"},
+        "metadata": {"identification": {"title": "t", "description": "d", "keywords": [],
+                                        "terms_of_service": "", "url": ""},
+                     "license": {"name": "x"}, "provider": {"name": "x"},
+                     "contact": {"name": "x"}},
+        "resources": resources,
+    }
+    return API(cfg, {})
+
+
+def api_request(api, **params):
+    from pygeoapi.api import APIRequest
+    from werkzeug.test import create_environ
+    from werkzeug.wrappers import Request
+
+    return APIRequest(Request(create_environ("/", query_string=params)), api.locales)

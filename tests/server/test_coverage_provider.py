@@ -18,6 +18,7 @@ from pygeoapi.provider.base import ProviderConnectionError, ProviderInvalidQuery
 from pyproj import CRS
 from rasterio.io import MemoryFile
 from rasterio.windows import Window, from_bounds
+from server_helpers import api_request, pygeoapi_api
 
 from gis.server.providers import coverage as coverage_mod
 from gis.server.providers.coverage import CoverageTooLargeError, StoreCoverageProvider
@@ -248,32 +249,6 @@ def test_why_not_the_stock_rasterio_provider(demo_store):
 
 
 # -- through pygeoapi -------------------------------------------------------------------------
-def pygeoapi_api(resources):
-    from pygeoapi.api import API
-
-    cfg = {
-        "server": {"url": "http://localhost:5000", "mimetype": "application/json; charset=UTF-8",
-                   "encoding": "utf-8", "languages": ["en-US"],
-                   "limits": {"default_items": 10, "max_items": 100},
-                   "map": {"url": "http://localhost/blank.png", "attribution": ""}},
-        "logging": {"level": "CRITICAL"},
-        "metadata": {"identification": {"title": "t", "description": "d", "keywords": [],
-                                        "terms_of_service": "", "url": ""},
-                     "license": {"name": "x"}, "provider": {"name": "x"},
-                     "contact": {"name": "x"}},
-        "resources": resources,
-    }
-    return API(cfg, {})
-
-
-def api_request(api, **params):
-    from pygeoapi.api import APIRequest
-    from werkzeug.test import create_environ
-    from werkzeug.wrappers import Request
-
-    return APIRequest(Request(create_environ("/", query_string=params)), api.locales)
-
-
 def test_through_pygeoapi(demo_store):
     import pygeoapi.api as core
     import pygeoapi.api.coverages as cov_api

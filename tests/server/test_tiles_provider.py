@@ -15,6 +15,7 @@ import pyogrio
 import pyproj
 import pytest
 import shapely
+from server_helpers import api_request, pygeoapi_api
 
 from gis.server.providers import tiles as tiles_mod
 from gis.server.providers.tiles import StoreMVTProvider, seed_tiles
@@ -218,8 +219,7 @@ def test_empty_and_outside_tiles(demo_store, tmp_path):
 
 
 def test_tiles_out_of_range_are_not_found(demo_store):
-    from pygeoapi.provider.tile import (ProviderTileNotFoundError,
-                                        ProviderTilesetIdNotFoundError)
+    from pygeoapi.provider.tile import ProviderTileNotFoundError, ProviderTilesetIdNotFoundError
 
     p = StoreMVTProvider(provider_def(demo_store, "buildings", zoom={"min": 12, "max": 16}))
     for z, y, x in [(11, 0, 0), (17, 0, 0), (12, 4096, 0), (12, 0, 4096), (12, -1, 0),
@@ -362,32 +362,6 @@ def test_seed_tiles(demo_store, tmp_path):
 
 
 # -- through pygeoapi -------------------------------------------------------------------------
-def pygeoapi_api(resources):
-    from pygeoapi.api import API
-
-    cfg = {
-        "server": {"url": "http://localhost:5000", "mimetype": "application/json; charset=UTF-8",
-                   "encoding": "utf-8", "languages": ["en-US"],
-                   "limits": {"default_items": 10, "max_items": 100},
-                   "map": {"url": "http://localhost/blank.png", "attribution": ""}},
-        "logging": {"level": "CRITICAL"},
-        "metadata": {"identification": {"title": "t", "description": "d", "keywords": [],
-                                        "terms_of_service": "", "url": ""},
-                     "license": {"name": "x"}, "provider": {"name": "x"},
-                     "contact": {"name": "x"}},
-        "resources": resources,
-    }
-    return API(cfg, {})
-
-
-def api_request(api, **params):
-    from pygeoapi.api import APIRequest
-    from werkzeug.test import create_environ
-    from werkzeug.wrappers import Request
-
-    return APIRequest(Request(create_environ("/", query_string=params)), api.locales)
-
-
 def test_through_pygeoapi(demo_store, tmp_path):
     import json
 
