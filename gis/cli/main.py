@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "keys": "gis.cli.keys",
     "usage": "gis.cli.usage",
     "audit": "gis.cli.audit",
+    "model": "gis.cli.model",
 }
 
 
