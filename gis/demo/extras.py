@@ -279,7 +279,8 @@ def rain_series(seed: int) -> pd.DataFrame:
     alternately after and before it.
 
     Returns:
-        DataFrame with ``time`` (ISO 8601, +08:00, start of each hour) and ``rain_mm``.
+        DataFrame with ``time_start`` (ISO 8601, +08:00, start of each hour; the name tells
+        :func:`gis.io.hyetograph.read_hyetograph` so) and ``rain_mm``.
     """
     rng = sub_rng(seed, 6)
     total = rng.uniform(550.0, 750.0)
@@ -298,4 +299,4 @@ def rain_series(seed: int) -> pd.DataFrame:
     start = (np.datetime64("2024-08-01T00:00", "h")
              + int(rng.integers(0, 60)) * np.timedelta64(1, "D"))
     stamps = np.datetime_as_string(start + np.arange(72).astype("timedelta64[h]"), unit="m")
-    return pd.DataFrame({"time": np.char.add(stamps, ":00+08:00"), "rain_mm": np.round(rain, 1)})
+    return pd.DataFrame({"time_start": np.char.add(stamps, ":00+08:00"), "rain_mm": np.round(rain, 1)})

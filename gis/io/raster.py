@@ -177,3 +177,44 @@ def iter_blocks(ds, size: int = 1024) -> Iterator[tuple[tuple[int, int], np.ndar
                 raise MalformedFileError(f"cannot read raster block at row {r}, column {c}: "
                                          f"{str(err).splitlines()[0]}", path=ds.name) from err
             yield (r, c), block.astype("float32").filled(np.nan)
+
+
+def metric_crs_for(crs: CRS, bounds: tuple[float, float, float, float]) -> CRS:
+    """A projected CRS in metres for a DEM in ``crs`` with ``bounds``: TWD97 / TM2 (EPSG:3826)
+    inside Taiwan's main island, else the WGS 84 UTM zone of the centre."""
+    from pyproj import Transformer
+    from pyproj.aoi import AreaOfInterest
+    from pyproj.database import query_utm_crs_info
+
+    w, s, e, n = Transformer.from_crs(crs, 4326, always_xy=True).transform_bounds(*bounds)
+    if 119.9 <= w and e <= 122.2 and 21.8 <= s and n <= 25.4:
+        return CRS.from_epsg(3826)
+    lon, lat = (w + e) / 2, (s + n) / 2
+    infos = query_utm_crs_info(datum_name="WGS 84",
+                               area_of_interest=AreaOfInterest(lon, lat, lon, lat))
+    if not infos:
+        raise CRSError(f"no UTM zone for ({lon:.3f}, {lat:.3f})")
+    return CRS.from_epsg(int(infos[0].code))
+
+
+def read_projected_dem(path: str | os.PathLike, crs: str | None = None,
+                       target_crs: str | CRS | None = None) -> DemSource:
+    """Read a DEM for a model that works in metres: as it is when its CRS is projected, else
+    warped (bilinear, at the source's resolution in metres) to ``target_crs`` or to
+    :func:`metric_crs_for` its extent.
+
+    Raises:
+        MalformedFileError, CRSError: As :func:`read_dem`; also when the CRS's unit is not metres.
+    """
+    if target_crs is not None:
+        return read_dem(path, crs, CRS.from_user_input(target_crs))
+    with open_dem(path, crs, quiet=True) as (ds, src_crs, _):
+        bounds = tuple(ds.bounds)
+    if src_crs.is_projected:
+        dem = read_dem(path, crs)
+        unit = src_crs.axis_info[0].unit_name if src_crs.axis_info else "metre"
+        if unit not in ("metre", "meter", "m"):
+            raise CRSError(f"the DEM's CRS is in {unit}, not metres; pass a metric CRS",
+                           path=str(path))
+        return dem
+    return read_dem(path, crs, metric_crs_for(src_crs, bounds))

@@ -366,8 +366,8 @@ def test_crash_hotspots_stand_out(small, manifest):
 
 def test_rain_gauge_is_a_typhoon_hyetograph(small):
     rain = pd.read_csv(small / "rain_gauge.csv")
-    assert list(rain.columns) == ["time", "rain_mm"] and len(rain) == 72
-    times = [datetime.fromisoformat(t) for t in rain["time"]]
+    assert list(rain.columns) == ["time_start", "rain_mm"] and len(rain) == 72
+    times = [datetime.fromisoformat(t) for t in rain["time_start"]]
     assert all((b - a).total_seconds() == 3600 for a, b in zip(times, times[1:]))
     assert 500 <= rain["rain_mm"].sum() <= 800
     assert 24 <= int(rain["rain_mm"].idxmax()) <= 48
@@ -469,3 +469,14 @@ def test_cli_rejects_a_bogus_size_and_is_quiet_with_quiet(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0 and result.output == ""
     assert (tmp_path / "q" / "manifest.json").exists()
+
+
+def test_rain_gauge_reads_as_a_start_stamped_hyetograph(small):
+    from gis.io.hyetograph import read_hyetograph
+
+    rain = pd.read_csv(small / "rain_gauge.csv")
+    hyeto = read_hyetograph(small / "rain_gauge.csv")
+    # time_start: the first step begins at the first stamp and the series lasts 72 h.
+    assert hyeto.start == pd.Timestamp(rain["time_start"].iloc[0])
+    assert hyeto.duration_s == 72 * 3600
+    assert hyeto.total_mm == pytest.approx(rain["rain_mm"].sum())
