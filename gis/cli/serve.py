@@ -9,10 +9,10 @@ import click
 DEFAULT_CONFIG = "server_config.yml"
 
 
-def _write(store: str, tiles: str | None, out: str, cache: str | None) -> Path:
+def _write(store: str, tiles: str | None, out: str, cache: str | None, **access) -> Path:
     from gis.server.config import build_config, write_config
 
-    path = write_config(build_config(store, tiles_dir=tiles, cache_dir=cache), out)
+    path = write_config(build_config(store, tiles_dir=tiles, cache_dir=cache, **access), out)
     click.echo(f"wrote {path}", err=True)
     return path
 
@@ -24,13 +24,31 @@ def _write(store: str, tiles: str | None, out: str, cache: str | None) -> Path:
 @click.option("--out", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
 @click.option("--cache", type=click.Path(file_okay=False),
               help="Server cache (vector tiles, OpenAPI); default beside the store.")
-def config_command(store, tiles, out, cache):
+@click.option("--access-db", help="Keys and usage meter: an SQLite path or a "
+              "postgresql://user:pass@host/db?schema=NAME URL shared by several servers "
+              "(default: access.sqlite beside the cache).")
+@click.option("--jwt-issuer", help="Also accept signed tokens (JWT) from this issuer "
+              "(needs --jwks).")
+@click.option("--jwks", type=click.Path(dir_okay=False),
+              help="Local JWKS file of the issuer's public keys (never fetched).")
+@click.option("--jwt-audience", help="Required 'aud' of the tokens.")
+def config_command(store, tiles, out, cache, access_db, jwt_issuer, jwks, jwt_audience):
     """Write the pygeoapi server config for every layer of STORE (and its 3D tilesets).
 
     \b
     $ ngis config --store build/demo/basemap.gpkg --tiles build/demo/tiles
+    $ ngis config --store postgresql://ngis@db/ngis --access-db \\
+        'postgresql://ngis@db/ngis?schema=access' --jwt-issuer https://sso.example.gov.tw \\
+        --jwks /etc/ngis/jwks.json
     """
-    _write(store, tiles, out, cache)
+    if bool(jwt_issuer) != bool(jwks):
+        raise click.UsageError("--jwt-issuer and --jwks go together")
+    jwt = None
+    if jwt_issuer:
+        jwt = {"issuer": jwt_issuer, "jwks": str(jwks)}
+        if jwt_audience:
+            jwt["audience"] = jwt_audience
+    _write(store, tiles, out, cache, access_db=access_db, jwt=jwt)
 
 
 @click.command("serve")

@@ -9,7 +9,8 @@ one independent instance of that module per grade. Each request is then
 
 1. authenticated: an API key as ``X-API-Key``, ``Authorization: Bearer`` or the query parameter
    ``key`` (removed from the query before anything else sees it: pygeoapi's links, the audit
-   log); no key means the anonymous grade (``ngis.access.anonymous``, default ``public``;
+   log), or a signed token (JWT) from the configured issuer in the same places
+   (:mod:`gis.server.access.tokens`); no key means the anonymous grade (``ngis.access.anonymous``, default ``public``;
    ``none`` answers 401). A malformed, unknown, revoked or expired key answers 401 with one
    body for all four;
 2. rate-limited, then dispatched to its grade's pygeoapi app (or 3D Tiles folder), metered and
@@ -45,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from gis.server.access.grades import Grades, access_paths, access_settings, anonymous_grade
-from gis.server.access.keys import KeyStore, KeyVerifier
+from gis.server.access.keys import USER_CLASSES, KeyStore, KeyVerifier
+from gis.server.access.tokens import TokenVerifier, looks_like_jwt
 from gis.server.config import load_config
 from gis.server.static import folder_app, not_found, send_bytes
 
@@ -127,18 +129,22 @@ class NgisApp:
                                   self.grades.rate_limits.get(self.anonymous or self.lowest))
         db, audit = access_paths(config)
         self.keys = KeyVerifier(KeyStore(db)) if self.enabled else None
-        self.limiter, self.meter, self.audit = (self._hooks(db, audit) if self.enabled
+        jwt_settings = settings.get("jwt")
+        self.tokens = (TokenVerifier(jwt_settings, self.grades.names, USER_CLASSES)
+                       if self.enabled and jwt_settings else None)
+        self.limiter, self.meter, self.audit = (self._hooks(config, db, audit) if self.enabled
                                                 else (None, None, None))
 
     @staticmethod
-    def _hooks(db: Path, audit: Path):
-        """The rate limiter and the usage meter (sharing the access database) and the audit log
-        (its own folder, ``ngis.access.audit``)."""
+    def _hooks(config, db: Path | str, audit: Path):
+        """The rate limiter (a local SQLite file: the access database itself unless that is
+        PostgreSQL), the usage meter (in the access database) and the audit log (its own
+        folder, ``ngis.access.audit``)."""
         from gis.server.access.audit import AuditLog
-        from gis.server.access.metering import Meter
+        from gis.server.access.metering import Meter, ratelimit_path
         from gis.server.access.ratelimit import RateLimiter
 
-        return RateLimiter(db), Meter(db), AuditLog(audit)
+        return RateLimiter(ratelimit_path(config)), Meter(db), AuditLog(audit)
 
     def _on_shutdown(self, receive):
         """``receive`` that writes this worker's pending usage when the server shuts down (its
@@ -241,7 +247,14 @@ class NgisApp:
                                  False, f"anonymous@{host}")
         if len(set(credentials)) != 1:  # two different keys: refuse rather than pick
             return scope, None
-        key = self.keys.verify(credentials[0])
+        credential = credentials[0]
+        if self.tokens is not None and looks_like_jwt(credential):
+            token = self.tokens.verify(credential)
+            if token is None:
+                return scope, None
+            return scope, Client(token.key_id, token.grade, token.user_class,
+                                 token.rate or self.grades.rate_limits[token.grade], True)
+        key = self.keys.verify(credential)
         if key is None:
             return scope, None
         return scope, Client(key.key_id, key.grade, key.user_class,

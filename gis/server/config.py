@@ -11,9 +11,11 @@ collection carries the access grade and charge class of its catalogue record (``
   (401 everywhere but the static viewer and CesiumJS files);
 - ``anonymous_rate``: requests per minute per client address without a key (default: the
   anonymous grade's rate limit);
-- ``db``: the SQLite database of API keys (``ngis keys``), rate-limit buckets and usage meter
+- ``db``: the database of API keys (``ngis keys``) and the usage meter: an SQLite file
   (``ngis config`` writes ``access.sqlite`` beside the cache folder; without it,
-  ``<cache>/access.db``);
+  ``<cache>/access.db``), or a ``postgresql://user:pass@host/db?schema=NAME`` URL shared by
+  several server machines (``ngis config --access-db URL``); rate-limit buckets live in the
+  SQLite file, or in ``<cache>/ratelimit.db`` when the database is PostgreSQL;
 - ``audit``: the folder of the audit log (``ngis config`` writes ``audit`` beside the cache
   folder; without it, ``<cache>/audit``);
 - ``tilesets``: the grade and charge class of each 3D tileset (that of its layer's record);
@@ -55,7 +57,8 @@ def server_url() -> str:
 
 def build_config(store_uri: str, *, tiles_dir: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None,
-                 title: str = "NGIS 3D base map") -> dict[str, Any]:
+                 title: str = "NGIS 3D base map", access_db: str | None = None,
+                 jwt: dict[str, Any] | None = None) -> dict[str, Any]:
     """The pygeoapi configuration serving every layer of ``store_uri``.
 
     Args:
@@ -66,6 +69,10 @@ def build_config(store_uri: str, *, tiles_dir: str | os.PathLike | None = None,
             from that layer's collection.
         cache_dir: Where the server keeps generated vector tiles and its OpenAPI document
             (default: ``<store dir>/cache`` for a GeoPackage, ``build/server-cache`` otherwise).
+        access_db: The access database (keys, usage): an SQLite path or a PostgreSQL URL
+            (default: ``access.sqlite`` beside the cache folder).
+        jwt: Signed-token settings (``issuer``, ``jwks``, optional ``audience``; see
+            :mod:`gis.server.access.tokens`), or None for API keys only.
     """
     store = open_store(store_uri)
     records = {r["id"]: r for r in store.catalog()}
@@ -109,10 +116,11 @@ def build_config(store_uri: str, *, tiles_dir: str | os.PathLike | None = None,
             "tilesets": {t: str(p) for t, p in sorted(tilesets.items())},
             "access": {
                 "anonymous": "public",
-                "db": str(Path(cache_dir).parent / "access.sqlite"),
+                "db": access_db or str(Path(cache_dir).parent / "access.sqlite"),
                 "audit": str(Path(cache_dir).parent / "audit"),
                 "tilesets": {t: _grade(records.get(_tileset_layer(t), {}))
                              for t in sorted(tilesets)},
+                **({"jwt": jwt} if jwt else {}),
             },
         },
     }

@@ -95,8 +95,19 @@ def prepare(config_path: str | os.PathLike, url: str) -> dict[str, tuple[Path, P
         try:
             KeyStore(db).pepper()
         except Exception as err:
-            raise ServerConfigError(f"{config_path}: cannot open the key database {db}: "
-                                    f"{err}") from err
+            from gis.server.access.db import redact
+
+            raise ServerConfigError(f"{config_path}: cannot open the key database "
+                                    f"{redact(db)}: {str(err).strip()}") from err
+        jwt_settings = access_settings(raw).get("jwt")
+        if jwt_settings:  # a bad issuer/JWKS stops the start, not every request
+            from gis.server.access.keys import USER_CLASSES
+            from gis.server.access.tokens import TokenConfigError, TokenVerifier
+
+            try:
+                TokenVerifier(jwt_settings, grades.names, USER_CLASSES)
+            except TokenConfigError as err:
+                raise ServerConfigError(f"{config_path}: ngis.access.jwt: {err}") from None
     os.environ["NGIS_PROJECTIONS"] = json.dumps({g: [str(c), str(d)]
                                                  for g, (c, d) in projections.items()})
     os.environ["PYGEOAPI_OPENAPI"] = str(projections[next(reversed(projections))][1])

@@ -12,6 +12,27 @@ from gis.cli.main import cli
 from server_helpers import GradedServer, Server, create_key, set_access, start_server, stop_server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def access_target(request, tmp_path):
+    """An empty access database: an SQLite path, or a PostgreSQL URL with a fresh schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "access.db")
+        return
+    import re
+    import uuid
+
+    import psycopg2
+
+    url = request.getfixturevalue("postgis_url")
+    schema = "acc_" + re.sub(r"\W", "_", request.node.name)[:30].lower() + uuid.uuid4().hex[:6]
+    yield f"{url}?schema={schema}"
+    con = psycopg2.connect(url)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    con.close()
+
+
 @pytest.fixture(scope="session")
 def demo_tilesets(demo_store, tmp_path_factory) -> Path:
     """3D tilesets of the demo store: buildings (LOD2, meshopt, gzip at rest), buildings-lod1,

@@ -1,7 +1,8 @@
 """API keys: created once, stored hashed, verified fast.
 
-A key is ``ngis_`` followed by 43 URL-safe characters (32 random bytes). The database (SQLite,
-``ngis.access.db`` of the server config) stores only HMAC-SHA256(pepper, key), where the pepper is
+A key is ``ngis_`` followed by 43 URL-safe characters (32 random bytes). The access database
+(``ngis.access.db`` of the server config: an SQLite file, or a PostgreSQL URL shared by several
+server machines; see :mod:`gis.server.access.db`) stores only HMAC-SHA256(pepper, key), where the pepper is
 32 random bytes drawn when the database is created; a copy of the database alone does not let
 anyone check guesses against a leaked key list from elsewhere, and the key itself is printed once,
 by ``ngis keys create``, and never stored.
@@ -23,14 +24,12 @@ import hmac
 import os
 import re
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 from gis.errors import NgisError
+from gis.server.access.db import INTEGRITY_ERRORS, AccessDb
 
 PREFIX = "ngis_"
 KEY_RE = re.compile(r"^ngis_[A-Za-z0-9_-]{43}$")
@@ -89,32 +88,24 @@ class Key:
 
 
 class KeyStore:
-    """The key table of an SQLite database (created on first use)."""
+    """The key table of the access database (an SQLite path or a PostgreSQL URL; created on
+    first use)."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._local = threading.local()
+    def __init__(self, target: str | os.PathLike):
+        self.db = AccessDb(target, SCHEMA)
+        self.target = self.db.target
         self._pepper: bytes | None = None
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-            except sqlite3.OperationalError:
-                pass  # another process is switching it; either mode works
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('pepper', ?)",
-                         (secrets.token_bytes(32),))
-            self._local.conn = conn
-        return conn
+    def _execute(self, sql: str, params=()):
+        return self.db.execute(sql, params)
 
     def pepper(self) -> bytes:
         if self._pepper is None:
-            row = self._conn().execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
+            row = self._execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
+            if row is None:   # first use: draw it (the first writer wins; all read the winner)
+                self._execute("INSERT INTO meta VALUES ('pepper', ?) ON CONFLICT DO NOTHING",
+                              (secrets.token_bytes(32),))
+                row = self._execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
             self._pepper = bytes(row[0])
         return self._pepper
 
@@ -141,23 +132,22 @@ class KeyStore:
         key = PREFIX + secrets.token_urlsafe(32)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
-            self._conn().execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                                 (name, self.hash(key), grade, user_class, expires, rate,
-                                  created))
-        except sqlite3.IntegrityError:
+            self._execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                          (name, self.hash(key), grade, user_class, expires, rate, created))
+        except INTEGRITY_ERRORS:
             raise KeyStoreError(f"a key named {name!r} already exists (names are never reused; "
                             "revoke it and choose another name)") from None
         return key, Key(name, grade, user_class, expires, rate, created, None)
 
     def list(self) -> list[Key]:
-        rows = self._conn().execute(
+        rows = self._execute(
             "SELECT name, grade, user_class, expires, rate, created, revoked FROM api_keys "
             "ORDER BY name").fetchall()
         return [Key(*row) for row in rows]
 
     def revoke(self, name: str) -> Key:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        cur = self._conn().execute(
+        cur = self._execute(
             "UPDATE api_keys SET revoked = ? WHERE name = ? AND revoked IS NULL", (now, name))
         if cur.rowcount == 0:
             if not any(k.name == name for k in self.list()):
@@ -165,7 +155,7 @@ class KeyStore:
         return next(k for k in self.list() if k.name == name)
 
     def lookup_hash(self, digest: str) -> Key | None:
-        row = self._conn().execute(
+        row = self._execute(
             "SELECT name, grade, user_class, expires, rate, created, revoked FROM api_keys "
             "WHERE hash = ?", (digest,)).fetchone()
         return Key(*row) if row else None

@@ -4,8 +4,8 @@ Counted per ``(day, key_id, user_class, resource)``: requests, features returned
 tiles and process runs. The caller counts successful responses only.
 
 Storage and cost: ``record`` only adds to a per-process dictionary (about a microsecond); the
-dictionary is flushed to the SQLite table ``usage_daily`` (WAL mode) in one short
-``BEGIN IMMEDIATE`` transaction of UPSERTs that *add* to the stored counts: every ``flush_ms``
+dictionary is flushed to the table ``usage_daily`` of the access database (SQLite in WAL mode, or
+PostgreSQL; see :mod:`gis.server.access.db`) in one short write transaction of UPSERTs that *add* to the stored counts: every ``flush_ms``
 milliseconds by a daemon thread of each process (``background=False``: by the first ``record``
 after the interval instead), on ``flush()``/``close()``, and at process exit (``atexit``, and
 the ``multiprocessing`` finalizers that uvicorn's worker processes run instead). Several
@@ -32,7 +32,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Meter", "access_paths", "read_usage", "COUNTERS", "DEFAULT_DB_NAME",
+from gis.server.access.db import AccessDb, is_url
+
+__all__ = ["Meter", "access_paths", "ratelimit_path", "read_usage", "COUNTERS", "DEFAULT_DB_NAME",
            "DEFAULT_AUDIT_DIR"]
 
 #: Counter columns, in order.
@@ -68,19 +70,20 @@ INSERT INTO usage_daily (day, key_id, user_class, resource, requests, features, 
                          processes)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (day, key_id, user_class, resource) DO UPDATE SET
-    requests = requests + excluded.requests,
-    features = features + excluded.features,
-    bytes = bytes + excluded.bytes,
-    tiles = tiles + excluded.tiles,
-    processes = processes + excluded.processes
+    requests = usage_daily.requests + excluded.requests,
+    features = usage_daily.features + excluded.features,
+    bytes = usage_daily.bytes + excluded.bytes,
+    tiles = usage_daily.tiles + excluded.tiles,
+    processes = usage_daily.processes + excluded.processes
 """
 
 
-def access_paths(config: Mapping[str, Any]) -> tuple[Path, Path]:
+def access_paths(config: Mapping[str, Any]) -> tuple[Path | str, Path]:
     """``(db_path, audit_dir)`` of a server config (as read by ``load_config``).
 
     ``ngis.access.db`` and ``ngis.access.audit`` when set (strings); otherwise
-    ``<ngis.cache>/access.db`` and ``<ngis.cache>/audit/``. ``ngis.access`` also holds the grades
+    ``<ngis.cache>/access.db`` and ``<ngis.cache>/audit/``. A ``postgresql://`` URL for ``db``
+    is returned as the string it is. ``ngis.access`` also holds the grades
     of the 3D tilesets (name -> mapping), so only string values of ``db``/``audit`` count. Relative
     paths resolve against the working directory, like every path of the config.
     """
@@ -89,8 +92,21 @@ def access_paths(config: Mapping[str, Any]) -> tuple[Path, Path]:
     cache = Path(ngis.get("cache") or DEFAULT_CACHE)
     db = access.get("db")
     audit = access.get("audit")
+    if isinstance(db, str) and is_url(db):
+        return db, Path(audit) if isinstance(audit, str) and audit else cache / DEFAULT_AUDIT_DIR
     return (Path(db) if isinstance(db, str) and db else cache / DEFAULT_DB_NAME,
             Path(audit) if isinstance(audit, str) and audit else cache / DEFAULT_AUDIT_DIR)
+
+
+def ratelimit_path(config: Mapping[str, Any]) -> Path:
+    """The SQLite file of the rate limiter's buckets: the access database itself when that is
+    SQLite, else ``<ngis.cache>/ratelimit.db`` (buckets are per-request state shared by the
+    workers of one machine; a PostgreSQL round trip per request would cost more than it buys)."""
+    db, _ = access_paths(config)
+    if isinstance(db, Path):
+        return db
+    cache = Path((config.get("ngis") or {}).get("cache") or DEFAULT_CACHE)
+    return cache / "ratelimit.db"
 
 
 def _check_month(month: str) -> str:
@@ -99,12 +115,12 @@ def _check_month(month: str) -> str:
     return month
 
 
-def _query_usage(conn: sqlite3.Connection, month: str, by_day: bool) -> list[dict[str, Any]]:
+def _query_usage(conn, month: str, by_day: bool) -> list[dict[str, Any]]:
     group = "key_id, user_class, resource" + (", day" if by_day else "")
     sums = ", ".join(f"SUM({c}) AS {c}" for c in COUNTERS)
     sql = (f"SELECT {group}, {sums} FROM usage_daily WHERE day >= ? AND day < ? "
            f"GROUP BY {group} ORDER BY {group}")
-    cur = conn.execute(sql, (f"{month}-01", f"{month}-99"))
+    cur = conn.execute(sql, (f"{month}-01", f"{month}-99"))  # sqlite3 or AccessDb
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -117,6 +133,13 @@ def read_usage(db_path: str | os.PathLike, month: str, *,
         FileNotFoundError: No database at ``db_path``.
     """
     _check_month(month)
+    if is_url(db_path):
+        db = AccessDb(db_path)
+        try:
+            return _pg_rows(_query_usage(db, month, by_day)) if db.has_table("usage_daily") \
+                else []
+        finally:
+            db.close()
     path = Path(db_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metering database (has the server run with the "
@@ -130,57 +153,47 @@ def read_usage(db_path: str | os.PathLike, month: str, *,
         conn.close()
 
 
+def _pg_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PostgreSQL's SUM of integers is numeric (Decimal): back to int like SQLite's."""
+    return [{k: int(v) if k in COUNTERS else v for k, v in row.items()} for row in rows]
+
+
 class _Sink:
     """The state a Meter writes from: pending counts and the connection. Kept apart from the
     Meter so that exit hooks and the flushing thread can hold it without keeping the Meter
     alive (a Meter that is garbage-collected still writes its counts)."""
 
-    def __init__(self, db_path: Path, busy_timeout_ms: int):
+    def __init__(self, db_path: Path | str, busy_timeout_ms: int):
         self.db_path = db_path
-        self.busy_timeout_ms = busy_timeout_ms
+        self.db = AccessDb(db_path, _SCHEMA, busy_timeout_ms=busy_timeout_ms)
         self.lock = threading.Lock()          # guards pending
         self.db_lock = threading.Lock()       # guards the connection
         self.pending: dict[tuple[str, str, str, str], list[int]] = {}
-        self.pid = -1
-        self.conn: sqlite3.Connection | None = None
+        self.pid = os.getpid()
         self.stop = threading.Event()         # stops the flushing thread
         self.thread_pid = -1
-        self.connect()
+        self.db.connection()                  # fail early on a bad database
 
-    def connect(self) -> sqlite3.Connection:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
-                               timeout=self.busy_timeout_ms / 1000)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        conn.execute(_SCHEMA)
-        if self.pid != -1 and self.pid != os.getpid():
+    def connection(self) -> AccessDb:
+        if self.pid != os.getpid():
             # Created before a fork: the parent's unflushed counts are the parent's to write.
             with self.lock:
                 self.pending.clear()
-        self.conn, self.pid = conn, os.getpid()
-        return conn
-
-    def connection(self) -> sqlite3.Connection:
-        return self.conn if self.pid == os.getpid() and self.conn else self.connect()
+            self.pid = os.getpid()
+        return self.db
 
     def flush(self) -> None:
+        db = self.connection()
         with self.lock:
             pending, self.pending = self.pending, {}
         if not pending:
             return
-        rows = [(*k, *c) for k, c in pending.items()]
+        # Sorted: concurrent flushes lock rows in one order (PostgreSQL would otherwise find
+        # deadlocks between workers writing the same keys).
+        rows = sorted((*k, *c) for k, c in pending.items())
         try:
-            with self.db_lock:
-                conn = self.connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(_UPSERT, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+            with self.db_lock, db.transaction():
+                db.executemany(_UPSERT, rows)
         except BaseException:
             with self.lock:   # keep them for the next flush
                 for k, c in pending.items():
@@ -210,16 +223,16 @@ class _Sink:
         self.stop.set()
         self.flush_quietly()
         with self.db_lock:
-            if self.conn is not None and self.pid == os.getpid():
-                self.conn.close()
-            self.conn = None
+            if self.pid == os.getpid():
+                self.db.close()
 
 
 class Meter:
     """Usage counters per key, resource and day, shared by all processes using ``db_path``.
 
     Args:
-        db_path: SQLite database (created if missing; the table is ``usage_daily``).
+        db_path: The access database: SQLite path or PostgreSQL URL (the table
+            ``usage_daily`` is created if missing).
         flush_ms: Longest time counts stay in this process (0: written on every call).
         background: Flush from a daemon thread (else from the first ``record`` after
             ``flush_ms``, which leaves an idle process's counts unwritten until it records).
@@ -233,7 +246,7 @@ class Meter:
     def __init__(self, db_path: str | os.PathLike, *, flush_ms: float = 1000,
                  background: bool = True, clock: Callable[[], float] = time.monotonic,
                  busy_timeout_ms: int = 10000):
-        self.db_path = Path(db_path)
+        self.db_path = db_path if is_url(db_path) else Path(db_path)
         self.flush_s = flush_ms / 1000
         self.background = background and flush_ms > 0
         self.clock = clock
@@ -280,7 +293,8 @@ class Meter:
         """Write this process's pending counts (added to the stored ones) and clear them.
 
         Raises:
-            sqlite3.Error: The database stayed locked or failed; the counts are kept.
+            sqlite3.Error, psycopg2.Error: The database stayed locked or failed; the counts are
+                kept.
         """
         self._last_flush = self.clock()
         self._sink.flush()
@@ -300,7 +314,8 @@ class Meter:
         _check_month(month)
         self.flush()
         with self._sink.db_lock:
-            return _query_usage(self._sink.connection(), month, by_day)
+            rows = _query_usage(self._sink.connection(), month, by_day)
+        return _pg_rows(rows) if self._sink.db.kind == "postgresql" else rows
 
     def close(self) -> None:
         """Flush, stop the flushing thread and close the connection."""
