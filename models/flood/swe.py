@@ -267,6 +267,16 @@ def _interp(tab_t, tab_q, start, stop, t):
 
 
 @njit(cache=True)
+def _qmax(tab_t, tab_q, start, stop, t0, t1):
+    """Largest discharge of a hydrograph table over [t0, t1]."""
+    m = max(_interp(tab_t, tab_q, start, stop, t0), _interp(tab_t, tab_q, start, stop, t1))
+    for k in range(start, stop):
+        if t0 < tab_t[k] < t1:
+            m = max(m, tab_q[k])
+    return m
+
+
+@njit(cache=True)
 def _advance(h, z, qx, qy_a, qy_b, nsq, msk, rain, rmsk, lo, hi, flags, hmax, vmax, arrival,
              row_hmax, row_out, row_wlo, row_whi, cells_j, cells_i, cells_w, src_of, tab_t, tab_q,
              tab_off, acc, t, t_end, h_peak, max_steps, dx, alpha, theta, hmin, dt_max,
@@ -291,8 +301,8 @@ def _advance(h, z, qx, qy_a, qy_b, nsq, msk, rain, rmsk, lo, hi, flags, hmax, vm
             src_rate = 0.0
             for k in range(cells_j.shape[0]):
                 s = src_of[k]
-                qk = _interp(tab_t, tab_q, tab_off[s], tab_off[s + 1], t) * cells_w[k] / area
-                src_rate = max(src_rate, qk)
+                qk = _qmax(tab_t, tab_q, tab_off[s], tab_off[s + 1], t, t + dt) * cells_w[k]
+                src_rate = max(src_rate, qk / area)
             for _ in range(3):
                 hp = h_peak + src_rate * dt
                 if hp > hmin:
@@ -312,6 +322,12 @@ def _advance(h, z, qx, qy_a, qy_b, nsq, msk, rain, rmsk, lo, hi, flags, hmax, vm
         if anyflag:
             _limit(h, z, qx, qyn, lo, hi, flags, dt, dx)
             flags[:] = 0
+        if nsrc > 0:
+            tm = t + 0.5 * dt
+            for s in range(nsrc):
+                q_now[s] = _interp(tab_t, tab_q, tab_off[s], tab_off[s + 1], tm)
+                acc[1] += q_now[s] * dt
+            _inflow_add(h, cells_j, cells_i, cells_w, src_of, q_now, dt, area)
         t_new = t_end if last else t + dt
         _continuity(h, z, qx, qyn, rain, rmsk, lo, hi, hmax, vmax, arrival, row_hmax, row_out,
                     row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth)
@@ -328,19 +344,13 @@ def _advance(h, z, qx, qy_a, qy_b, nsq, msk, rain, rmsk, lo, hi, flags, hmax, vm
         acc[0] += out * area
         acc[4] += cells
         if nsrc > 0:
-            tm = t + 0.5 * dt
-            for s in range(nsrc):
-                q_now[s] = _interp(tab_t, tab_q, tab_off[s], tab_off[s + 1], tm)
-                acc[1] += q_now[s] * dt
-            m = _inflow_add(h, cells_j, cells_i, cells_w, src_of, q_now, dt, area)
-            if m > peak:
-                peak = m
             for k in range(cells_j.shape[0]):
                 jj = cells_j[k]
                 ii = cells_i[k]
                 if h[jj, ii] > 0.0:
                     row_wlo[jj] = min(row_wlo[jj], ii)
                     row_whi[jj] = max(row_whi[jj], ii)
+                    peak = max(peak, h[jj, ii])
         acc[2] += dt
         _grow_spans(lo, hi, row_wlo, row_whi, nx)
         h_peak = peak
