@@ -11,9 +11,7 @@ import csv
 import io
 import json
 import re
-import sqlite3
 from decimal import Decimal
-from pathlib import Path
 
 import click
 
@@ -30,33 +28,6 @@ def command():
     """Metered usage per client, and what it costs."""
 
 
-def client_names(db_path: Path) -> dict[str, str]:
-    """Key id -> client name from the access database's key table, when one is found.
-
-    Best effort: the first table whose name contains ``key`` and that has a ``name`` column and a
-    ``key_id`` (or ``id``) column. Without one, reports show key ids.
-    """
-    try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error:
-        return {}
-    try:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%key%' "
-            "ORDER BY name")]
-        for table in tables:
-            cols = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
-            id_col = next((c for c in ("key_id", "id") if c in cols), None)
-            if "name" in cols and id_col:
-                return {str(i): str(n) for i, n in
-                        conn.execute(f'SELECT "{id_col}", name FROM "{table}"')}
-    except sqlite3.Error:
-        return {}
-    finally:
-        conn.close()
-    return {}
-
-
 def build_report(config_path: str, month: str, *,
                  default_charge_class: str | None = None) -> tuple[list[dict], list[dict], str]:
     """(rows, client totals, currency) of ``month`` for the server of ``config_path``."""
@@ -69,8 +40,9 @@ def build_report(config_path: str, month: str, *,
     db_path, _ = access_paths(config)
     schedule = standards.charging_schedule()
     usage = read_usage(db_path, month)
+    # A key's id is its name (``ngis keys``), so the client column needs no lookup.
     rows = charges(usage, schedule, resource_charge_classes(config),
-                   clients=client_names(db_path), default_charge_class=default_charge_class)
+                   default_charge_class=default_charge_class)
     return rows, totals(rows), schedule["currency"]
 
 

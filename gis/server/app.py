@@ -48,6 +48,7 @@ from typing import Any
 from gis.server.access.grades import Grades, access_paths, access_settings, anonymous_grade
 from gis.server.access.keys import USER_CLASSES, KeyStore, KeyVerifier
 from gis.server.access.tokens import TokenVerifier, looks_like_jwt
+from gis.server.jobs import ANONYMOUS as ANONYMOUS_OWNER
 from gis.server.config import load_config
 from gis.server.static import folder_app, not_found, send_bytes
 
@@ -219,6 +220,8 @@ class NgisApp:
                     chunks.append(body)
             await send(message)
 
+        if path.startswith(("/jobs", "/processes")):
+            scope = _with_owner(scope, client.key_id if client.keyed else ANONYMOUS_OWNER)
         await self._dispatch(self.views[client.grade], scope, receive, marked_send, path)
         if count_features and 200 <= state["status"] < 300:
             state["features"] = _features(b"".join(chunks), state.get("gzip", False))
@@ -317,6 +320,14 @@ def _header(scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def _with_owner(scope, owner: str) -> dict:
+    """``scope`` with the job owner header set by us (any such header from the client dropped):
+    :mod:`gis.server.jobs` shows each client only its own jobs."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"x-ngis-client"]
+    headers.append((b"x-ngis-client", owner.encode("utf-8", "replace")))
+    return dict(scope, headers=headers)
 
 
 def _strip_key(query: bytes) -> tuple[bytes, list[str] | None]:

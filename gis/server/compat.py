@@ -6,8 +6,13 @@ client's mistake with a server error:
   not an object (``[]``, ``"x"``) raised AttributeError, a 500. Now 400.
 - ``get_collection_items`` with ``f=csv`` on a record collection fails with UnboundLocalError
   (no CRS for records), a 500. CSV is offered for features only: now 400 for records.
+- ``delete_job`` returns no headers on success, and the Starlette glue then fails looking up
+  ``Content-Type``: every successful job deletion was a 500. Now 200 with the usual headers.
 - ``get_collection_coverage`` answers an invalid ``bbox`` with HTTP 500 and the exception code
   ``InvalidParameterValue``, which OGC API Common defines as a 400. Now 400.
+
+Job endpoints learn which client is asking (:func:`gis.server.jobs.owned`), so that each client
+sees only its own jobs.
 
 And one for speed and exactness: item queries convert ``bbox`` to the storage CRS with a new
 pyproj transformer per request (~17 ms of a ~22 ms request) and by its two corners only (a CRS84
@@ -41,7 +46,12 @@ def apply() -> None:
     itemtypes_api.transform_bbox = transform_bbox_exact
     itemtypes_api.to_json = fast_to_json
     itemtypes_api.get_collection_items = _no_csv_records(itemtypes_api.get_collection_items)
-    processes_api.execute_process = _object_body(processes_api.execute_process)
+    from gis.server.jobs import owned
+
+    processes_api.execute_process = owned(_object_body(processes_api.execute_process))
+    for name in ("get_jobs", "get_job_result"):  # per-client jobs
+        setattr(processes_api, name, owned(getattr(processes_api, name)))
+    processes_api.delete_job = owned(_response_headers(processes_api.delete_job))
     coverages_api.get_collection_coverage = _client_errors_are_400(
         coverages_api.get_collection_coverage)
     _APPLIED = True
@@ -74,6 +84,17 @@ def fast_to_json(dict_, pretty: bool = False) -> str:
         option |= orjson.OPT_INDENT_2
     text = orjson.dumps(dict_, default=json_serial, option=option).decode()
     return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _response_headers(handler):
+    @functools.wraps(handler)
+    def wrapper(api, request, *args, **kwargs):
+        headers, status, content = handler(api, request, *args, **kwargs)
+        if "Content-Type" not in headers:
+            headers = {**request.get_response_headers(**api.api_headers), **headers}
+        return headers, status, content
+
+    return wrapper
 
 
 def _no_csv_records(handler):

@@ -103,6 +103,10 @@ def build_config(store_uri: str, *, tiles_dir: str | os.PathLike | None = None,
             "cors": True,
             "pretty_print": False,
             "limits": {"default_items": 10, "max_items": 10000, "on_exceed": "throttle"},
+            # Jobs (asynchronous process runs) belong to the client that started them.
+            "manager": {"name": "gis.server.jobs.ClientJobManager",
+                        "connection": str(Path(cache_dir) / "jobs.db"),
+                        "output_dir": str(Path(cache_dir) / "job-results")},
             # No third-party basemap: the HTML pages must not call out of the machine.
             "map": {"url": server_url() + "/viewer/blank-tile.png",
                     "attribution": "NGIS 3D (no external basemap)"},

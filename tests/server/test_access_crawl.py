@@ -79,7 +79,11 @@ def _crawl(s, client: str) -> tuple[int, list[tuple[str, int]]]:
         if status >= 500 or status == 401:
             errors.append((path, status))
         ctype = headers.get("content-type", "")
-        if any(t in ctype for t in TEXT_TYPES):
+        # A job's results echo the client's own inputs (test_exposure_process asks for the
+        # hidden "pipelines" by name and gets what an absent layer gets); that jobs are seen by
+        # their owner only is test_access_backends' subject.
+        own_input = path.startswith("/jobs/") and "/results" in path
+        if any(t in ctype for t in TEXT_TYPES) and not own_input:
             text = body.decode("utf-8", "replace").lower()
             leaks = [w for w in forbidden if w in text]
             assert not leaks, (client, path, leaks)

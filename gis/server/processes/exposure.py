@@ -24,7 +24,7 @@ PROCESS_METADATA = {
     "description": {"en": "Counts the features of base-map layers that intersect an area "
                           "(GeoJSON geometry in CRS84), with lengths and footprint areas inside "
                           "it and, on request, the feature ids."},
-    "jobControlOptions": ["sync-execute"],
+    "jobControlOptions": ["sync-execute", "async-execute"],
     "keywords": ["exposure", "hazard", *DEFAULT_LAYERS],
     "links": [],
     "inputs": {
