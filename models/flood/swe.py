@@ -520,7 +520,7 @@ def _forcing_edges(hyeto, duration_s: float, forcing_dt: float) -> np.ndarray:
 def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np.ndarray = 0.03,
              rain=None, loss=None, inflows: Sequence = (), transform=None,
              blocked: np.ndarray | None = None, h0: np.ndarray | None = None,
-             boundary: str = "open", snapshot_times: Sequence[float] = (),
+             uv0: tuple[np.ndarray, np.ndarray] | None = None, boundary: str = "open", snapshot_times: Sequence[float] = (),
              wet_threshold: float = 0.05, alpha: float = 0.7, theta: float = 0.8,
              depth_threshold: float = 1e-4, velocity_depth: float = 0.01, dt_max: float = 10.0,
              forcing_dt: float = 60.0,
@@ -541,6 +541,8 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
             corner at (0, 0) with y up: ``Affine(dx, 0, 0, 0, -dx, ny * dx)``.
         blocked: Bool (ny, nx): cells water cannot enter (buildings as walls).
         h0: Initial depth (ny, nx), m.
+        uv0: Initial cell velocities ``(u, v)`` (ny, nx), m/s, along +x (columns) and +y (map
+            north, i.e. up the rows); turned into face discharges with the face depth.
         boundary: ``"open"`` (free outflow at critical depth across the grid edge) or
             ``"closed"`` (walls).
         snapshot_times: Times (s) at which to keep the depth.
@@ -617,6 +619,19 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
     qx = np.zeros((ny + 2, nx + 2), np.float32)
     qy_a = np.zeros((ny + 2, nx + 2), np.float32)
     qy_b = np.zeros((ny + 2, nx + 2), np.float32)
+    if uv0 is not None:
+        u0 = _padded(np.where(normal, np.asarray(uv0[0], dtype="float64"), 0.0), 0.0, np.float64)
+        v0 = _padded(np.where(normal, np.asarray(uv0[1], dtype="float64"), 0.0), 0.0, np.float64)
+        eta = h + np.where(np.abs(zp) < _WALL_TEST, zp, 0.0)
+        zz = zp.astype(np.float64)
+        ok = (np.abs(zz[:, :-1]) < _WALL_TEST) & (np.abs(zz[:, 1:]) < _WALL_TEST)
+        hfx = np.maximum(eta[:, :-1], eta[:, 1:]) - np.maximum(zz[:, :-1], zz[:, 1:])
+        qx[:, :-1] = np.where(ok & (hfx > depth_threshold), 0.5 * (u0[:, :-1] + u0[:, 1:]) * hfx, 0)
+        ok = (np.abs(zz[:-1]) < _WALL_TEST) & (np.abs(zz[1:]) < _WALL_TEST)
+        hfy = np.maximum(eta[:-1], eta[1:]) - np.maximum(zz[:-1], zz[1:])
+        qy0 = np.where(ok & (hfy > depth_threshold), -0.5 * (v0[:-1] + v0[1:]) * hfy, 0)
+        qy_a[:-1] = qy0
+        qy_b[:-1] = qy0
     hmax = h.astype(np.float32)
     vmax = np.zeros((ny + 2, nx + 2), np.float32)
     arrival = np.full((ny + 2, nx + 2), np.nan, np.float32)
