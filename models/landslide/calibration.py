@@ -51,7 +51,9 @@ class Region:
     density: float
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The values as written in the table (single precision shown to 7 digits)."""
+        return {k: (v if isinstance(v, int) else float(f"{v:.7g}"))
+                for k, v in asdict(self).items()}
 
 
 def parse_calibration(text: str, *, path: str | None = None) -> list[Region]:
