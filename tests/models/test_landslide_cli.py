@@ -226,3 +226,40 @@ def test_process_bad_inputs(data, msg):
 
     with pytest.raises(ProcessorExecuteError, match=msg):
         LandslideProcessor({"name": "landslide"}).execute(data)
+
+
+@pytest.mark.slow
+def test_cli_methods_on_the_hydrology_core(demo_store, tmp_path):
+    """Without --slope/--sca the CLI takes the D-infinity slope and SCA from models.hydro;
+    the rasters it writes equal the models called on its own terrain outputs."""
+    from models.landslide.calibration import DEFAULT_TABLE, parse_calibration
+    from models.landslide.fs import probability_of_failure
+    from models.landslide.shalstab import critical_rainfall
+    from models.landslide.terrain import hydro_available
+
+    if not hydro_available():
+        pytest.skip("models.hydro (D-infinity) not available")
+    regions = parse_calibration(DEFAULT_TABLE)
+    out = tmp_path / "sh"
+    res = _run("--dem", demo_store, "--out", out, "--method", "shalstab", "--terrain")
+    assert res.exit_code == 0, res.output
+    slope, *_ = _read(out / "slope.tif")
+    sca, *_ = _read(out / "sca.tif")
+    twi, *_ = _read(out / "twi.tif")
+    ok = np.isfinite(sca) & (slope > 1e-3)
+    np.testing.assert_allclose(twi[ok], np.log(sca[ok] / slope[ok]), rtol=1e-5)
+    q, *_ = _read(out / "qcrit.tif")
+    q_ref, _ = critical_rainfall(slope, sca, regions)
+    assert np.array_equal(np.isnan(q), np.isnan(q_ref))
+    np.testing.assert_allclose(q[np.isfinite(q)], q_ref[np.isfinite(q_ref)], rtol=1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["terrain"] == {"slope": "D-infinity (models.hydro)",
+                                  "sca": "D-infinity (models.hydro)"}
+    out = tmp_path / "fs"
+    res = _run("--dem", demo_store, "--out", out, "--method", "fs", "--draws", "50",
+               "--seed", "3", "--slope", tmp_path / "sh" / "slope.tif",
+               "--sca", tmp_path / "sh" / "sca.tif")
+    assert res.exit_code == 0, res.output
+    pof, *_ = _read(out / "pof.tif")
+    ref = probability_of_failure(slope, sca, regions, recharge=(0.0009, 0.00135), n=50, seed=3)
+    assert np.array_equal(pof, ref, equal_nan=True)                 # seeded: the same raster
