@@ -47,6 +47,8 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
               help="Rain-gauge CSV (time, mm per step) for --method transient.")
 @click.option("--drain-hours", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Hours followed after the rain ends (transient).")
+@click.option("--report-hours", default=None, metavar="H,H,...",
+              help="Transient: also write fs_over_time.tif, FS at these hours (one band each).")
 @click.option("--inventory", type=click.Path(dir_okay=False), default=None,
               help="Landslide inventory (points with a 0/1 label column, or presence points "
               "or polygons) for --method susceptibility.")
@@ -65,7 +67,7 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
               "roads, rail and pipelines they touch.")
 @click.pass_context
 def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slope_path, sca_path,
-            rain, drain_hours, inventory, label, factors, model, cv_repeats, draws, seed, terrain,
+            rain, drain_hours, report_hours, inventory, label, factors, model, cv_repeats, draws, seed, terrain,
             store):
     """Landslide hazard: stability rasters, warning areas, summary and map in OUT.
 
@@ -106,6 +108,12 @@ def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slop
         kwargs["rain"] = (h.edges_s, h.depth_mm)
         kwargs["rain_start"] = h.start
         kwargs["transient_params"] = _transient_params(params_path)
+        if report_hours:
+            try:
+                kwargs["report_h"] = tuple(float(v) for v in report_hours.split(",") if v)
+            except ValueError:
+                raise click.BadParameter("hours must be numbers, e.g. 24,48,72",
+                                         param_hint="--report-hours") from None
     if method == "susceptibility":
         if not inventory or not factors:
             raise click.UsageError("--method susceptibility needs --inventory and --factors")

@@ -66,10 +66,10 @@ def _terrain(dem, dx, dy, slope, sca, need_sca, notes):
                         "hydrology core (models.hydro) is not available here; pass --sca",
                         field="sca")
     if hydro_available() and (slope is None or (need_sca and sca is None)):
-        d_slope, _, d_sca = dinf_slope_sca(dem, dx, dy)
+        d_slope, _, d_sca = dinf_slope_sca(dem, dx, dy, with_sca=need_sca and sca is None)
         if slope is None:
             slope, src["slope"] = d_slope, "D-infinity (models.hydro)"
-        if sca is None:
+        if sca is None and d_sca is not None:
             sca, src["sca"] = d_sca, "D-infinity (models.hydro)"
     if slope is None:
         slope = zevenbergen_thorne(dem, dx, dy)["slope"]
@@ -93,6 +93,7 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
                   slope: np.ndarray | None = None, sca: np.ndarray | None = None,
                   rain: tuple[np.ndarray, np.ndarray] | None = None, rain_start: Any = None,
                   transient_params: Any = None, drain_h: float = 0.0,
+                  report_h: tuple[float, ...] = (),
                   observations: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                   factors: tuple[np.ndarray, list[str]] | None = None,
                   model: str = "logistic", n_draws: int = 1000, seed: int = 0,
@@ -209,7 +210,9 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             if progress:
                 progress("transient", done[0], rows)
 
-        res = transient_fs(slope, edges, depth, tp, drain_s=drain_h * 3600, progress=rows_done)
+        res = transient_fs(slope, edges, depth, tp, drain_s=drain_h * 3600, progress=rows_done,
+                           report_times_s=np.asarray(report_h, float) * 3600 if report_h
+                           else None)
         ft_h = res.failure_time_s / 3600.0
         levels = fs_mod.fs_classes(res.fs_min)
         rasters["failure_time"] = (ft_h.astype(np.float32), {
@@ -217,6 +220,9 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             "rain_start": str(rain_start)})
         rasters["fs_min"] = (res.fs_min, {"model": "Iverson (2000) / TRIGRS"})
         rasters["fs_initial"] = (res.fs_initial, {"model": "before the rain"})
+        if report_h:
+            rasters["fs_over_time"] = (res.fs_report, {
+                "bands": ", ".join(f"FS at {t / 3600:g} h" for t in res.report_times_s)})
         during = np.isfinite(ft_h) & (ft_h > 0)
         tr = {"parameters": tp.as_dict(), "rain_total_mm": float(np.sum(depth)),
               "rain_hours": float(edges[-1] / 3600), "cells_unstable_before": int((ft_h == 0).sum()),

@@ -115,15 +115,15 @@ def hydro_available() -> bool:
                 "specific_catchment_area"))
 
 
-def dinf_slope_sca(dem: np.ndarray, dx: float, dy: float | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dinf_slope_sca(dem: np.ndarray, dx: float, dy: float | None = None, *, with_sca: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """D-infinity slope (tangent), flow angle and specific catchment area (m) of a DEM through
     the hydrology core: fill depressions, Tarboton (1997) facet directions, D-infinity
     accumulation, a = contributing cells x dx (TauDEM AreaDinf's convention).
 
     Returns:
         (slope float32 (NaN where undefined), angle float32 (radians, NaN where undefined),
-        sca float32 m (NaN where undefined)).
+        sca float32 m (NaN where undefined), or None without ``with_sca``).
 
     Raises:
         ImportError: When the hydrology core is not installed (pass the SCA in instead).
@@ -138,6 +138,9 @@ def dinf_slope_sca(dem: np.ndarray, dx: float, dy: float | None = None
     angle = np.asarray(angle, dtype=np.float32)
     slope = np.asarray(slope, dtype=np.float32).copy()
     undefined = ~(angle >= 0) | np.isnan(slope)
+    if not with_sca:
+        slope[undefined] = np.nan
+        return slope, np.where(undefined, np.nan, angle).astype(np.float32), None
     acc = hydro.accumulate_dinf(angle)
     sca = np.asarray(hydro.specific_catchment_area(acc, dx), dtype=np.float32).copy()
     slope[undefined] = np.nan
