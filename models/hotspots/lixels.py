@@ -235,6 +235,14 @@ def _lixelize(lines: np.ndarray, road_idx: np.ndarray, length: float, tol: float
     stops = shapely.get_coordinates(shapely.get_point(lines, -1))
     nid = _node_ids(np.vstack([starts, stops]), tol)
     seg_from, seg_to = nid[:nseg], nid[nseg:]
+    # a piece shorter than the tolerance whose ends are one node is a sliver, not a road
+    keep = ~((seg_from == seg_to) & (seg_len < tol))
+    if not keep.all():
+        lines, road_idx, seg_len = lines[keep], road_idx[keep], seg_len[keep]
+        seg_from, seg_to = seg_from[keep], seg_to[keep]
+        nseg = len(lines)
+    _, nid = np.unique(np.r_[seg_from, seg_to], return_inverse=True)
+    seg_from, seg_to = nid[:nseg], nid[nseg:]
     n_nodes = int(nid.max()) + 1
     pieces = np.maximum(1, np.round(seg_len / length)).astype(np.int64)
     seg_ptr = np.r_[0, np.cumsum(pieces)]

@@ -31,7 +31,8 @@ KERNELS = {"quartic": 0, "epanechnikov": 1, "triangular": 2, "uniform": 3, "gaus
 
 
 def network_kde(net, segment: np.ndarray, position: np.ndarray, weight: np.ndarray | None = None,
-                bandwidth: float = 300.0, kernel: str = "quartic") -> np.ndarray:
+                bandwidth: float = 300.0, kernel: str = "quartic",
+                max_visits: int = 20_000_000) -> np.ndarray:
     """Kernel mass on each lixel (same units as ``weight``; divide by length for density).
 
     Args:
@@ -42,6 +43,7 @@ def network_kde(net, segment: np.ndarray, position: np.ndarray, weight: np.ndarr
         bandwidth: Kernel bandwidth ``h`` along the network, metres.
         kernel: ``quartic`` (biweight), ``epanechnikov``, ``triangular``, ``uniform`` or
             ``gaussian`` (truncated at ``h`` = 3 sigma and renormalised).
+        max_visits: Segment traversals allowed per crash before giving up (ValueError).
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: {sorted(KERNELS)}")
@@ -56,7 +58,7 @@ def network_kde(net, segment: np.ndarray, position: np.ndarray, weight: np.ndarr
                  net.seg_to.astype(np.int64), net.seg_length.astype(np.float64),
                  net.seg_ptr.astype(np.int64), lix["start_m"].to_numpy(),
                  lix["end_m"].to_numpy(), inc_ptr, inc_seg, inc_end, float(bandwidth),
-                 KERNELS[kernel])
+                 KERNELS[kernel], int(max_visits))
 
 
 def kernel_cdf(x: np.ndarray, h: float, kernel: str = "quartic") -> np.ndarray:
@@ -95,7 +97,7 @@ def _cdf(x, h, kind):
 
 @njit(cache=True)
 def _nkde(ev_seg, ev_pos, ev_w, seg_from, seg_to, seg_len, seg_ptr, lix_a, lix_b,
-          inc_ptr, inc_seg, inc_end, h, kind):
+          inc_ptr, inc_seg, inc_end, h, kind, max_visits):
     nlix = len(lix_a)
     mass = np.zeros(nlix)
     cap = 1024
@@ -119,7 +121,12 @@ def _nkde(ev_seg, ev_pos, ev_w, seg_from, seg_to, seg_len, seg_ptr, lix_a, lix_b
         st_d0[1] = -(seg_len[s0] - t)
         st_f[1] = w
         top = 2
+        visits = 0
         while top > 0:
+            visits += 1
+            if visits > max_visits:
+                raise ValueError("network KDE: too many kernel paths for one crash; use a "
+                                 "smaller bandwidth")
             top -= 1
             s = st_seg[top]
             dr = st_dir[top]

@@ -21,7 +21,11 @@ total-randomisation moments of Sokal et al. (1998) for an analytic z.
 values are replaced by a random draw of ``k_i`` of the other ``n - 1`` values without
 replacement, ``permutations`` times. Both statistics are monotone in the neighbour sum
 ``sum_j w_ij x_j`` for fixed ``i`` (Moran's through the sign of ``z_i``), so the kernel counts the
-random neighbour sums at or above and at or below the observed one. Pseudo p-values are
+random neighbour sums at or above and at or below the observed one. For Gi* a *total*
+permutation null is offered too: the site's own value is drawn with its neighbours' from all
+``n`` values, the null under which Ord & Getis derived the moments of the analytic z (under the
+conditional null a lixel with many crashes but quiet neighbours is not significant: only its
+neighbours are tested). Pseudo p-values are
 ``(count + 1) / (permutations + 1)`` one-sided; the two-sided value is twice the smaller one,
 capped at 1. Every site has its own random stream (a counter-based splitmix64 generator keyed by
 ``seed`` and the site), so results do not depend on the number of threads.
@@ -80,7 +84,7 @@ def _csr(w) -> sparse.csr_matrix:
 
 
 def getis_ord(y: np.ndarray, w, star: bool | float = True, permutations: int = 0,
-              seed: int | None = 0) -> LocalStats:
+              seed: int | None = 0, null: str = "conditional") -> LocalStats:
     """Gi* (``star`` True: self-weight 1, or a float self-weight) or Gi (``star`` False).
 
     Args:
@@ -88,6 +92,8 @@ def getis_ord(y: np.ndarray, w, star: bool | float = True, permutations: int = 0
         w: Square sparse weights without the diagonal (a diagonal is dropped).
         permutations: Conditional permutations for pseudo p-values (0: analytic only).
         seed: Seed of the random streams (None: fresh entropy).
+        null: ``conditional`` (esda: the site keeps its value) or ``total`` (Gi* only: the
+            site's value is permuted too; see :func:`permutation_counts`).
     """
     y = np.ascontiguousarray(y, dtype=np.float64)
     m = _csr(w)
@@ -116,7 +122,9 @@ def getis_ord(y: np.ndarray, w, star: bool | float = True, permutations: int = 0
                                                           / (big_n - 1)))
     out = LocalStats(stat, z, 2 * stats.norm.sf(np.abs(z)))
     if permutations:
-        _permute(out, m, y, permutations, seed, sign=np.ones(n))
+        if null == "total" and self_w == 0:
+            raise ValueError("the total permutation null needs Gi* (a self-weight)")
+        _permute(out, m, y, permutations, seed, sign=np.ones(n), null=null, self_w=self_w)
     return out
 
 
@@ -157,10 +165,11 @@ def local_moran(y: np.ndarray, w, transform: str = "r", permutations: int = 0,
 
 
 def _permute(out: LocalStats, m: sparse.csr_matrix, values: np.ndarray, permutations: int,
-             seed: int | None, sign: np.ndarray) -> None:
+             seed: int | None, sign: np.ndarray, null: str = "conditional",
+             self_w: float = 0.0) -> None:
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2 ** 63))
-    ge, le = permutation_counts(m, values, permutations, seed)
+    ge, le = permutation_counts(m, values, permutations, seed, null, self_w)
     # Moran's I_i moves against the neighbour sum where z_i < 0, and is constant where z_i = 0
     hi = np.where(sign > 0, ge, np.where(sign < 0, le, permutations))
     lo = np.where(sign > 0, le, np.where(sign < 0, ge, permutations))
@@ -171,14 +180,24 @@ def _permute(out: LocalStats, m: sparse.csr_matrix, values: np.ndarray, permutat
     out.seed = seed
 
 
-def permutation_counts(w, values: np.ndarray, permutations: int,
-                       seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each site, how many of ``permutations`` conditional permutations give a neighbour sum
-    ``sum_j w_ij x_perm(j)`` at or above (``ge``) and at or below (``le``) the observed one."""
+def permutation_counts(w, values: np.ndarray, permutations: int, seed: int,
+                       null: str = "conditional", self_weight: float = 1.0
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """For each site, how many of ``permutations`` random draws give a neighbour sum
+    ``sum_j w_ij x_perm(j)`` at or above (``ge``) and at or below (``le``) the observed one.
+
+    ``null="conditional"``: the site keeps its value, its neighbours' values are drawn from the
+    other ``n - 1`` (Anselin 1995; esda). ``null="total"``: the site's own value is drawn too
+    (with ``self_weight``), from all ``n`` values: the null under which Ord & Getis derived the
+    Gi* moments, so it tests the same thing as the analytic z.
+    """
+    if null not in ("conditional", "total"):
+        raise ValueError("null must be 'conditional' or 'total'")
     m = _csr(w)
     v = np.ascontiguousarray(values, dtype=np.float64)
     return _perm_kernel(m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data, v,
-                        int(permutations), np.uint64(seed % (2 ** 64)))
+                        int(permutations), np.uint64(seed % (2 ** 64)), float(self_weight),
+                        null == "total")
 
 
 @njit(cache=True, parallel=True)
@@ -212,7 +231,7 @@ def _splitmix(state):
 
 
 @njit(cache=True, parallel=True)
-def _perm_kernel(indptr, indices, data, y, permutations, seed):
+def _perm_kernel(indptr, indices, data, y, permutations, seed, self_w, total):
     n = len(indptr) - 1
     ge = np.zeros(n, np.int64)
     le = np.zeros(n, np.int64)
@@ -223,10 +242,10 @@ def _perm_kernel(indptr, indices, data, y, permutations, seed):
         maxk = max(maxk, indptr[i + 1] - indptr[i])
     for b in prange(nblocks):
         pool = np.arange(n)
-        swaps = np.empty(maxk, np.int64)
+        swaps = np.empty(maxk + 1, np.int64)
         for i in range(b * block, min(n, (b + 1) * block)):
             k = indptr[i + 1] - indptr[i]
-            if k == 0:
+            if k == 0 and not total:
                 ge[i] = permutations
                 le[i] = permutations
                 continue
@@ -234,30 +253,40 @@ def _perm_kernel(indptr, indices, data, y, permutations, seed):
             obs = 0.0
             for e in range(lo, lo + k):
                 obs += data[e] * y[indices[e]]
+            if total:  # the site's own value is drawn too (self-weight first)
+                obs += self_w * y[i]
+                m = n
+                kk = k + 1
+            else:  # conditional: site i keeps its value; draws come from the other n - 1
+                pool[i], pool[n - 1] = pool[n - 1], pool[i]
+                m = n - 1
+                kk = k
             tol = 1e-12 * max(1.0, abs(obs))
-            # move site i to the end so draws come from the other n - 1
-            pool[i], pool[n - 1] = pool[n - 1], pool[i]
             state = seed ^ (np.uint64(i) * np.uint64(0xD1B54A32D192ED03))
             state, _ = _splitmix(state)
             cg = 0
             cl = 0
-            m = n - 1
             for _p in range(permutations):
                 s = 0.0
-                for t in range(k):
+                for t in range(kk):
                     state, r = _splitmix(state)
                     j = t + np.int64((r >> np.uint64(11)) * (1.0 / 9007199254740992.0) * (m - t))
                     swaps[t] = j
                     pool[t], pool[j] = pool[j], pool[t]
-                    s += data[lo + t] * y[pool[t]]
-                for t in range(k - 1, -1, -1):
+                    if total:
+                        wt = self_w if t == 0 else data[lo + t - 1]
+                    else:
+                        wt = data[lo + t]
+                    s += wt * y[pool[t]]
+                for t in range(kk - 1, -1, -1):
                     j = swaps[t]
                     pool[t], pool[j] = pool[j], pool[t]
                 if s >= obs - tol:
                     cg += 1
                 if s <= obs + tol:
                     cl += 1
-            pool[i], pool[n - 1] = pool[n - 1], pool[i]
+            if not total:
+                pool[i], pool[n - 1] = pool[n - 1], pool[i]
             ge[i] = cg
             le[i] = cl
     return ge, le

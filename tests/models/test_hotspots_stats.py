@@ -171,3 +171,22 @@ def test_classes():
     z = np.array([3.0, 2.0, 1.7, -2.5, -3.5, 0.2, np.nan])
     p = np.array([0.005, 0.03, 0.09, 0.04, 0.001, 0.8, np.nan])
     assert classify(z, p).tolist() == [3, 2, 1, -2, -3, 0, 0]
+
+
+def test_total_permutation_exact_enumeration():
+    """Total null of Gi*: the site's own value is drawn too. Site 0 (self-weight 1) with 2
+    neighbours among 8 values: the share of the C(8, 3) = 56 triples whose sum reaches the
+    observed one."""
+    y = np.array([6.0, 4.0, 1.0, 9.0, 0.5, 2.0, 7.0, 3.0])
+    n = len(y)
+    w = sparse.lil_matrix((n, n))
+    w[0, [1, 2]] = 1.0
+    obs = y[[0, 1, 2]].sum()
+    sums = np.array([sum(c) for c in itertools.combinations(y, 3)])
+    perms = 40_000
+    ge, le = permutation_counts(w.tocsr(), y, perms, seed=5, null="total")
+    for count, p in ((ge[0], (sums >= obs).mean()), (le[0], (sums <= obs).mean())):
+        assert abs(count / perms - p) < 5 * math.sqrt(p * (1 - p) / perms)
+    # an island under the total null is its own value against all values
+    p_island = (y >= y[3]).mean()
+    assert abs(ge[3] / perms - p_island) < 5 * math.sqrt(p_island * (1 - p_island) / perms)
