@@ -187,6 +187,7 @@ def test_sw_taiwan_everything_drains(shared_data):
     assert np.isclose(acc[(dirs == 0) & land].sum(), land.sum())
 
 
+@pytest.mark.slow  # pysheds' first call compiles its numba kernels (about 7 s)
 @pytest.mark.shared_data
 def test_fort_worth_catchment_and_accumulation_match_pysheds(shared_data):
     d, _, transform = read(shared_data("pysheds-fortworth-dem", "dir.asc"))

@@ -1,0 +1,104 @@
+"""Thin xarray/rioxarray wrappers of the hydrology kernels.
+
+Each takes a 2-D DataArray with rioxarray georeferencing (``da.rio.crs``, ``da.rio.transform()``)
+in a projected CRS in metres and returns a DataArray on the same grid (same coordinates, CRS and
+transform), so results can be written with ``.rio.to_raster`` or stacked with other layers.
+Cell sizes come from the transform; nodata is NaN (a float DataArray's ``_FillValue`` or
+``rio.nodata`` is turned into NaN first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from models import hydro
+
+
+def _values(da: xr.DataArray) -> np.ndarray:
+    if da.ndim != 2:
+        raise ValueError(f"expected a 2-D DataArray, got dims {da.dims}")
+    data = np.asarray(da.values, dtype=np.float32 if da.dtype != np.float64 else np.float64)
+    nodata = da.rio.nodata if hasattr(da, "rio") else None
+    if nodata is not None and not np.isnan(nodata):
+        data = np.where(np.asarray(da.values) == nodata, np.nan, data).astype(data.dtype)
+    return data
+
+
+def _cell(da: xr.DataArray) -> tuple[float, float]:
+    crs = da.rio.crs
+    if crs is not None and crs.is_geographic:
+        raise ValueError("the DataArray is in a geographic CRS; reproject it to metres first")
+    rx, ry = da.rio.resolution()
+    return abs(float(rx)), abs(float(ry))
+
+
+def _like(da: xr.DataArray, data: np.ndarray, name: str, nodata=np.nan) -> xr.DataArray:
+    out = xr.DataArray(data, coords=da.coords, dims=da.dims, name=name)
+    out.attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "units")}
+    if da.rio.crs is not None:
+        out = out.rio.write_crs(da.rio.crs)
+    out = out.rio.write_transform(da.rio.transform())
+    if nodata is not None:
+        out = out.rio.write_nodata(nodata, encoded=False)
+    return out
+
+
+def fill(dem: xr.DataArray, **kwargs) -> xr.DataArray:
+    """:func:`models.hydro.fill_depressions` on a DataArray (keyword arguments passed on)."""
+    return _like(dem, hydro.fill_depressions(_values(dem), **kwargs), "filled")
+
+
+def d8(filled: xr.DataArray) -> xr.DataArray:
+    """ESRI D8 codes (uint8, 0 = no outflow) of a filled DEM."""
+    dx, dy = _cell(filled)
+    return _like(filled, hydro.d8_directions(_values(filled), dx, dy), "d8", nodata=None)
+
+
+def dinf(filled: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """D-infinity angle (radians CCW from east, -1 undefined) and slope (tan) of a filled DEM."""
+    dx, dy = _cell(filled)
+    angle, slope = hydro.dinf_directions(_values(filled), dx, dy)
+    return _like(filled, angle, "dinf_angle", nodata=-1.0), _like(filled, slope, "slope")
+
+
+def accumulation(filled: xr.DataArray, method: str = "d8",
+                 weights: xr.DataArray | None = None) -> xr.DataArray:
+    """Flow accumulation (cells, or the sum of ``weights``) of a filled DEM; NaN on nodata.
+
+    ``method`` is ``"d8"`` or ``"dinf"``; for D-infinity the result is the accumulation, see
+    :func:`specific_catchment_area` for TauDEM's ``sca``.
+    """
+    z = _values(filled)
+    dx, dy = _cell(filled)
+    valid = ~np.isnan(z)
+    w = valid.astype(np.float64) if weights is None else np.where(
+        valid, np.asarray(weights.values, dtype=np.float64), 0.0)
+    if method == "d8":
+        acc = hydro.accumulate_d8(hydro.d8_directions(z, dx, dy), weights=w)
+    elif method == "dinf":
+        angle, _ = hydro.dinf_directions(z, dx, dy)
+        acc = hydro.accumulate_dinf(angle, weights=w, valid=valid)
+    else:
+        raise ValueError(f"method must be 'd8' or 'dinf', got {method!r}")
+    acc[~valid] = np.nan
+    return _like(filled, acc, f"accumulation_{method}")
+
+
+def specific_catchment_area(filled: xr.DataArray) -> xr.DataArray:
+    """D-infinity specific catchment area in metres (TauDEM's ``sca``)."""
+    acc = accumulation(filled, "dinf")
+    return _like(filled, hydro.specific_catchment_area(acc.values, _cell(filled)[0]), "sca")
+
+
+def hand(dem: xr.DataArray, threshold: float, *, filled: xr.DataArray | None = None
+         ) -> xr.DataArray:
+    """Height above nearest drainage (m) for streams of at least ``threshold`` cells (D8)."""
+    z = _values(dem)
+    dx, dy = _cell(dem)
+    f = hydro.fill_depressions(z) if filled is None else _values(filled)
+    dirs = hydro.d8_directions(f, dx, dy)
+    order = hydro.flow_order_d8(dirs)
+    acc = hydro.accumulate_d8(dirs, weights=(~np.isnan(z)).astype(np.float64), order=order)
+    streams = hydro.extract_streams(acc, threshold)
+    return _like(dem, hydro.hand(f, dirs, streams, order=order), "hand")
