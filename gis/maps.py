@@ -44,7 +44,7 @@ def hillshade(z: np.ndarray, cellsize: float | tuple[float, float], azimuth: flo
     dx, dy = (cellsize, cellsize) if np.isscalar(cellsize) else cellsize
     zz = np.asarray(z, dtype="float64")
     fill = np.where(np.isnan(zz), np.nanmean(zz) if np.isfinite(zz).any() else 0.0, zz)
-    p = np.pad(fill, 1, mode="edge")
+    p = np.pad(fill, 1, mode="reflect", reflect_type="odd")  # linear beyond the edge
     gx = ((p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2]
                                                         + p[2:, :-2])) / (8 * dx)
     gy = ((p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1]
@@ -52,7 +52,7 @@ def hillshade(z: np.ndarray, cellsize: float | tuple[float, float], azimuth: flo
     gx *= z_factor
     gy *= z_factor
     slope = np.arctan(np.hypot(gx, gy))
-    aspect = np.arctan2(-gx, gy)
+    aspect = np.arctan2(gy, -gx)      # ESRI: gy is dz towards the south (down the rows)
     az = math.radians(360.0 - azimuth + 90.0)
     alt = math.radians(altitude)
     shade = np.sin(alt) * np.cos(slope) + np.cos(alt) * np.sin(slope) * np.cos(az - aspect)
@@ -118,8 +118,11 @@ def hazard_map(path: str | os.PathLike, dem: np.ndarray | None, transform: Affin
         vectors: Overlays (impacted buildings, roads, warning polygons...).
         note: A line of small print under the map (source, model, parameters).
     """
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # font searches at -v
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -153,9 +156,14 @@ def hazard_map(path: str | os.PathLike, dem: np.ndarray | None, transform: Affin
             ld = _decimate(np.asarray(layer, dtype="float64"), step, "max")
             masked = np.ma.masked_invalid(ld)
             if classes:
-                bounds = [c.lo for c in classes] + [classes[-1].hi]
-                bounds = [b if np.isfinite(b) else (np.nanmax(ld) + 1 if b > 0 else np.nanmin(ld)
-                                                    - 1) for b in bounds]
+                bounds = [float(c.lo) for c in classes] + [float(classes[-1].hi)]
+                finite = ld[np.isfinite(ld)]
+                lo_data = float(finite.min()) if finite.size else 0.0
+                hi_data = float(finite.max()) if finite.size else 0.0
+                if not np.isfinite(bounds[0]):   # open classes end beyond the data
+                    bounds[0] = min(bounds[1] - 1, lo_data - 1)
+                if not np.isfinite(bounds[-1]):
+                    bounds[-1] = max(bounds[-2] + 1, hi_data + 1)
                 cm = ListedColormap([c.colour for c in classes])
                 norm = BoundaryNorm(bounds, cm.N)
                 ax.imshow(masked, cmap=cm, norm=norm, extent=extent, interpolation="nearest",
@@ -192,6 +200,7 @@ def hazard_map(path: str | os.PathLike, dem: np.ndarray | None, transform: Affin
             ax.set_aspect(1 / max(math.cos(math.radians((top + bottom) / 2)), 1e-6))
         ax.set_title(title, fontsize=12)
         ax.tick_params(labelsize=7)
+        ax.ticklabel_format(useOffset=False, style="plain")
         if crs is not None:
             ax.set_xlabel(f"{crs.name}", fontsize=7)
         _scale_bar(ax, crs, extent)

@@ -16,24 +16,12 @@ from rasterio.transform import from_bounds
 
 import standards
 from gis.errors import NgisError
+from gis.maps import hillshade  # one hillshade for previews and hazard maps
 from gis.store import open_store
 
 # Layer drawing order and colours (RGB); pipelines use the pipeline standard's utility colours.
 STYLE = {"roads": (250, 250, 250), "rail": (60, 60, 60), "buildings": (150, 60, 40),
          "crashes": (220, 0, 0)}
-
-
-def hillshade(dem: np.ndarray, cell: float, azimuth: float = 315, altitude: float = 45) -> np.ndarray:
-    """Hillshade in [0, 1] (the ESRI formula, with numpy's central differences); NaN stays NaN.
-
-    Rows run south, columns east; the light comes from ``azimuth`` degrees clockwise from north.
-    """
-    dz_south, dz_east = np.gradient(dem, cell)
-    slope = np.arctan(np.hypot(dz_east, dz_south))
-    aspect = np.arctan2(dz_south, -dz_east)
-    az, alt = np.radians((360 - azimuth + 90) % 360), np.radians(altitude)
-    shade = np.sin(alt) * np.cos(slope) + np.cos(alt) * np.sin(slope) * np.cos(az - aspect)
-    return np.clip(shade, 0, 1)
 
 
 def _hex(colour: str) -> tuple[int, int, int]:

@@ -115,8 +115,9 @@ def assets_in_areas(areas: gpd.GeoDataFrame, layers: Mapping[str, gpd.GeoDataFra
 BUILDING_THRESHOLDS = (0.3, 0.5, 1.0)
 #: Water deeper than this closes a road to ordinary vehicles (m).
 ROAD_IMPASSABLE = 0.3
-#: Ground counts as flooded above a pipe when water is deeper than this (m).
-PIPE_WET = 0.05
+#: Ground counts as flooded above a pipe when water is deeper than this (m): the depth of a
+#: warning area (thin sheet flow over a street is not a flooded pipe corridor).
+PIPE_WET = 0.3
 #: Road levels that water at the ground does not close.
 RAISED_LEVELS = ("bridge", "elevated", "viaduct", "overpass")
 #: Building usages whose occupants need a way to a shelter.

@@ -67,6 +67,21 @@ class Hyetograph:
             return 0.0
         return float(self.depth_mm[i] / 1000.0 / (self.edges_s[i + 1] - self.edges_s[i]))
 
+    def wettest(self, duration_s: float) -> Hyetograph:
+        """The consecutive whole steps, lasting at most ``duration_s``, with the most rain (the
+        storm's core, for a 2D run that cannot afford the whole event)."""
+        edges, cum = self.edges_s, np.concatenate([[0.0], np.cumsum(self.depth_mm)])
+        best, best_i, best_j = -1.0, 0, 1
+        for i in range(len(self.depth_mm)):
+            j = int(np.searchsorted(edges, edges[i] + duration_s + 1e-9, side="right")) - 1
+            j = max(j, i + 1)
+            if cum[j] - cum[i] > best:
+                best, best_i, best_j = cum[j] - cum[i], i, j
+        start = None if self.start is None else self.start + pd.Timedelta(
+            seconds=float(edges[best_i]))
+        return Hyetograph(edges[best_i:best_j + 1] - edges[best_i],
+                          self.depth_mm[best_i:best_j].copy(), start, self.source)
+
     @classmethod
     def uniform(cls, depth_mm: float, duration_s: float) -> Hyetograph:
         """A single step of ``depth_mm`` over ``duration_s``."""

@@ -51,3 +51,15 @@ def test_bad_rows_are_named(tmp_path, body, where):
     with pytest.raises(DataError) as err:
         read_hyetograph(p)
     assert where in str(err.value) and "bad.csv" in str(err.value)
+
+
+@pytest.mark.shared_data
+def test_the_wettest_six_hours_of_morakot(shared_data):
+    hyeto = read_hyetograph(shared_data(*MORAKOT))
+    core = hyeto.wettest(6 * 3600)
+    assert core.duration_s == 6 * 3600 and len(core.depth_mm) == 6
+    # Brute force over every 6-hour window of the hourly series.
+    best = max(hyeto.depth_mm[i:i + 6].sum() for i in range(len(hyeto.depth_mm) - 5))
+    assert core.total_mm == pytest.approx(best)
+    assert core.start == hyeto.start + pd.Timedelta(
+        hours=int(np.argmax([hyeto.depth_mm[i:i + 6].sum() for i in range(152)])))
