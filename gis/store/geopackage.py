@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from gis.errors import LayerNotFoundError, StoreError
 from gis.io.raster import DemSource
-from gis.store.base import CATALOG_TABLE, RasterLayer, Store, VectorLayer
+from gis.store.base import CATALOG_TABLE, RasterLayer, Store
 
 _GRIDDED = ("gpkg_2d_gridded_tile_ancillary", "gpkg_2d_gridded_coverage_ancillary")
 

@@ -8,7 +8,6 @@ import json
 import os
 import re
 
-import geopandas as gpd
 import jsonschema
 import netCDF4
 import numpy as np
