@@ -145,124 +145,194 @@ def _y_faces(h0, h1, z0, z1, qom, qo0, qop, qn, n0, n1, nstep, count, n2s, dt, d
                                    n2, dt, dx, theta, hmin)
 
 
-@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
-def _fluxes(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, dt, dx, theta, hmin):
-    """Pass 1: new fluxes on every face of the active spans; flag rows that may over-drain."""
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_velocity(hm, h0, hp, zm, z0, zp, qw, qn, qs, vm, count, hmin, vel_depth):
+    """Running max of the cell speed from face velocities ``q / h_face`` (views: ``h0``, ``z0``
+    and ``qw`` start one cell/face to the west; ``hm``/``hp`` are the rows above/below).
+
+    ``h_face`` comes from the depths the fluxes were computed for (the state before the step).
+    """
+    for k in range(count):
+        zc = np.float64(z0[k + 1])
+        etac = h0[k + 1] + zc
+        zw = np.float64(z0[k])
+        ze = np.float64(z0[k + 2])
+        zn = np.float64(zm[k])
+        zs = np.float64(zp[k])
+        hw = max(h0[k] + zw, etac) - max(zw, zc)
+        he = max(h0[k + 2] + ze, etac) - max(ze, zc)
+        hn = max(hm[k] + zn, etac) - max(zn, zc)
+        hs = max(hp[k] + zs, etac) - max(zs, zc)
+        # faces shallower than vel_depth (thin films over steps) carry no velocity estimate
+        uw = np.float64(qw[k]) / hw if hw > vel_depth else 0.0
+        ue = np.float64(qw[k + 1]) / he if he > vel_depth else 0.0
+        vn = np.float64(qn[k]) / hn if hn > vel_depth else 0.0
+        vs = np.float64(qs[k]) / hs if hs > vel_depth else 0.0
+        u = 0.5 * (uw + ue)
+        v = 0.5 * (vn + vs)
+        sp = math.sqrt(u * u + v * v) if h0[k + 1] > vel_depth else 0.0
+        vm[k] = max(np.float64(vm[k]), sp)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                theta, hmin, vel_depth):
+    """Pass 1 for row ``j``: new fluxes on its east faces and on the south faces below it; flag
+    the rows that may over-drain; the speed of its cells from the previous step's fluxes."""
     ny = h.shape[0] - 2
     nx = h.shape[1] - 2
     quarter = 0.25 * dx / dt
     n2s = np.float64(nsq[0, 0])
     nstep = 0 if msk == 0 else 1
-    for j in prange(ny + 1):
+    a = lo[j]
+    b = hi[j]
+    fj = False
+    fj1 = False
+    if a < b:
+        # velocities of the state the old fluxes belong to (before they are replaced)
+        _row_velocity(h[j - 1, a:], h[j, a - 1:], h[j + 1, a:], z[j - 1, a:], z[j, a - 1:],
+                      z[j + 1, a:], qxo[j, a - 1:], qyo[j - 1, a:], qyo[j, a:], vmax[j, a:],
+                      b - a, hmin, vel_depth)
+        # east faces a-1 .. b-1: the first one alone (its left neighbour may not exist)
+        i0 = a - 1
+        n2 = 0.5 * (np.float64(nsq[j & msk, i0 & msk]) + np.float64(nsq[j & msk, a & msk]))
+        qxn[j, i0] = _face_flux(h[j, i0], z[j, i0], h[j, a], z[j, a], qxo[j, i0],
+                                qxo[j, i0 - 1] if i0 >= 1 else 0.0, qxo[j, a], n2, dt, dx,
+                                theta, hmin)
+        nrow = nsq[j & msk, (a & msk):]
+        _x_faces(h[j, a:], z[j, a:], qxo[j, i0:], qxn[j, a:], nrow, nstep, b - a, n2s,
+                 dt, dx, theta, hmin)
+        # faces touching sinks (ring, NaN cells): critical-depth outflow
+        if b - 1 == nx:
+            qxn[j, nx] = _face_flux(h[j, nx], z[j, nx], h[j, nx + 1], z[j, nx + 1], 0.0,
+                                    0.0, 0.0, 0.0, dt, dx, theta, hmin)
+        if sinkrow[j]:
+            for i in range(a - 1, b):
+                if z[j, i] < _SINK_TEST or z[j, i + 1] < _SINK_TEST:
+                    qxn[j, i] = _face_flux(h[j, i], z[j, i], h[j, i + 1], z[j, i + 1], 0.0,
+                                           0.0, 0.0, 0.0, dt, dx, theta, hmin)
+        hv = h[j, i0:]
+        qv = qxn[j, i0:]
+        m = -1.0
+        for k in range(b - i0):  # a max-reduction (vectorises) instead of a boolean 'or'
+            q = np.float64(qv[k])
+            m = max(m, max(q - quarter * hv[k], -q - quarter * hv[k + 1]))
+        fj = m > 0.0
+    # south faces over the union of this row's and the next row's spans
+    a2 = min(a, lo[j + 1])
+    b2 = max(b, hi[j + 1])
+    if a2 < b2:
+        if j == 0 or j == ny or sinkrow[j] or sinkrow[j + 1]:
+            for i in range(a2, b2):
+                n2 = 0.5 * (np.float64(nsq[j & msk, i & msk])
+                            + np.float64(nsq[(j + 1) & msk, i & msk]))
+                qa = np.float64(qyo[j - 1, i]) if j >= 1 else 0.0
+                qb = np.float64(qyo[j + 1, i]) if j + 1 <= ny else 0.0
+                qyn[j, i] = _face_flux(h[j, i], z[j, i], h[j + 1, i], z[j + 1, i],
+                                       np.float64(qyo[j, i]), qa, qb, n2, dt, dx, theta, hmin)
+        else:
+            _y_faces(h[j, a2:], h[j + 1, a2:], z[j, a2:], z[j + 1, a2:], qyo[j - 1, a2:],
+                     qyo[j, a2:], qyo[j + 1, a2:], qyn[j, a2:],
+                     nsq[j & msk, (a2 & msk):], nsq[(j + 1) & msk, (a2 & msk):], nstep,
+                     b2 - a2, n2s, dt, dx, theta, hmin)
+        h0 = h[j, a2:]
+        h1 = h[j + 1, a2:]
+        qv = qyn[j, a2:]
+        m0 = -1.0
+        m1 = -1.0
+        for k in range(b2 - a2):
+            q = np.float64(qv[k])
+            m0 = max(m0, q - quarter * h0[k])
+            m1 = max(m1, -q - quarter * h1[k])
+        fj = fj or m0 > 0.0
+        fj1 = m1 > 0.0
+    if fj:
+        flags[j] = 1
+    if fj1:
+        flags[j + 1] = 1
+
+
+@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
+def _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                theta, hmin, vel_depth):
+    """Pass 1 over all rows, in parallel."""
+    for j in prange(h.shape[0] - 1):
+        _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                    theta, hmin, vel_depth)
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                theta, hmin, vel_depth):
+    """Pass 1 over all rows, one thread (small active areas: no fork/join per step)."""
+    for j in range(h.shape[0] - 1):
+        _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                    theta, hmin, vel_depth)
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _velocity_pass(h, z, qx, qy, lo, hi, vmax, hmin, vel_depth):
+    """Speeds of the final state (pass 1 records those of the state before each step)."""
+    for j in range(1, h.shape[0] - 1):
         a = lo[j]
         b = hi[j]
-        fj = False
-        fj1 = False
         if a < b:
-            # east faces a-1 .. b-1: the first one alone (its left neighbour may not exist)
-            i0 = a - 1
-            n2 = 0.5 * (np.float64(nsq[j & msk, i0 & msk]) + np.float64(nsq[j & msk, a & msk]))
-            qxn[j, i0] = _face_flux(h[j, i0], z[j, i0], h[j, a], z[j, a], qxo[j, i0],
-                                    qxo[j, i0 - 1] if i0 >= 1 else 0.0, qxo[j, a], n2, dt, dx,
-                                    theta, hmin)
-            nrow = nsq[j & msk, (a & msk):]
-            _x_faces(h[j, a:], z[j, a:], qxo[j, i0:], qxn[j, a:], nrow, nstep, b - a, n2s,
-                     dt, dx, theta, hmin)
-            # faces touching sinks (ring, NaN cells): critical-depth outflow
-            if b - 1 == nx:
-                qxn[j, nx] = _face_flux(h[j, nx], z[j, nx], h[j, nx + 1], z[j, nx + 1], 0.0,
-                                        0.0, 0.0, 0.0, dt, dx, theta, hmin)
-            if sinkrow[j]:
-                for i in range(a - 1, b):
-                    if z[j, i] < _SINK_TEST or z[j, i + 1] < _SINK_TEST:
-                        qxn[j, i] = _face_flux(h[j, i], z[j, i], h[j, i + 1], z[j, i + 1], 0.0,
-                                               0.0, 0.0, 0.0, dt, dx, theta, hmin)
-            hv = h[j, i0:]
-            qv = qxn[j, i0:]
-            m = -1.0
-            for k in range(b - i0):  # a max-reduction (vectorises) instead of a boolean 'or'
-                q = np.float64(qv[k])
-                m = max(m, max(q - quarter * hv[k], -q - quarter * hv[k + 1]))
-            fj = m > 0.0
-        # south faces over the union of this row's and the next row's spans
-        a2 = min(a, lo[j + 1])
-        b2 = max(b, hi[j + 1])
-        if a2 < b2:
-            if j == 0 or j == ny or sinkrow[j] or sinkrow[j + 1]:
-                for i in range(a2, b2):
-                    n2 = 0.5 * (np.float64(nsq[j & msk, i & msk])
-                                + np.float64(nsq[(j + 1) & msk, i & msk]))
-                    qa = np.float64(qyo[j - 1, i]) if j >= 1 else 0.0
-                    qb = np.float64(qyo[j + 1, i]) if j + 1 <= ny else 0.0
-                    qyn[j, i] = _face_flux(h[j, i], z[j, i], h[j + 1, i], z[j + 1, i],
-                                           np.float64(qyo[j, i]), qa, qb, n2, dt, dx, theta,
-                                           hmin)
-            else:
-                _y_faces(h[j, a2:], h[j + 1, a2:], z[j, a2:], z[j + 1, a2:], qyo[j - 1, a2:],
-                         qyo[j, a2:], qyo[j + 1, a2:], qyn[j, a2:],
-                         nsq[j & msk, (a2 & msk):], nsq[(j + 1) & msk, (a2 & msk):], nstep,
-                         b2 - a2, n2s, dt, dx, theta, hmin)
-            h0 = h[j, a2:]
-            h1 = h[j + 1, a2:]
-            qv = qyn[j, a2:]
-            m0 = -1.0
-            m1 = -1.0
-            for k in range(b2 - a2):
-                q = np.float64(qv[k])
-                m0 = max(m0, q - quarter * h0[k])
-                m1 = max(m1, -q - quarter * h1[k])
-            fj = fj or m0 > 0.0
-            fj1 = m1 > 0.0
-        if fj:
-            flags[j] = 1
-        if fj1:
-            flags[j + 1] = 1
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def _limit(h, z, qx, qy, lo, hi, flags, dt, dx):
-    """Pass 2: scale the outgoing fluxes of cells that would drain below zero (flagged rows)."""
-    ny = h.shape[0] - 2
-    for j in prange(1, ny + 1):
-        if flags[j] == 0:
-            continue
-        for i in range(lo[j], hi[j]):
-            zc = z[j, i]
-            if zc > _WALL_TEST or zc < _SINK_TEST:
-                continue
-            qe = qx[j, i]
-            qw = qx[j, i - 1]
-            qs = qy[j, i]
-            qn = qy[j - 1, i]
-            out = max(qe, 0.0) - min(qw, 0.0) + max(qs, 0.0) - min(qn, 0.0)
-            if out <= 0.0:
-                continue
-            avail = h[j, i] * (1.0 - _LIMIT_EPS) * dx / dt
-            if out > avail:
-                f = avail / out
-                if qe > 0.0:
-                    qx[j, i] = qe * f
-                if qw < 0.0:
-                    qx[j, i - 1] = qw * f
-                if qs > 0.0:
-                    qy[j, i] = qs * f
-                if qn < 0.0:
-                    qy[j - 1, i] = qn * f
+            _row_velocity(h[j - 1, a:], h[j, a - 1:], h[j + 1, a:], z[j - 1, a:], z[j, a - 1:],
+                          z[j + 1, a:], qx[j, a - 1:], qy[j - 1, a:], qy[j, a:], vmax[j, a:],
+                          b - a, hmin, vel_depth)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, vmr, arr, count, c, dt, t_new,
-                wet_threshold, vel_depth, first):
+def _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx):
+    """Pass 2 for row ``j``: scale the outgoing fluxes of cells that would drain below zero."""
+    if flags[j] == 0:
+        return
+    for i in range(lo[j], hi[j]):
+        zc = z[j, i]
+        if zc > _WALL_TEST or zc < _SINK_TEST:
+            continue
+        qe = qx[j, i]
+        qw = qx[j, i - 1]
+        qs = qy[j, i]
+        qn = qy[j - 1, i]
+        out = max(qe, 0.0) - min(qw, 0.0) + max(qs, 0.0) - min(qn, 0.0)
+        if out <= 0.0:
+            continue
+        avail = h[j, i] * (1.0 - _LIMIT_EPS) * dx / dt
+        if out > avail:
+            f = avail / out
+            if qe > 0.0:
+                qx[j, i] = qe * f
+            if qw < 0.0:
+                qx[j, i - 1] = qw * f
+            if qs > 0.0:
+                qy[j, i] = qs * f
+            if qn < 0.0:
+                qy[j - 1, i] = qn * f
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _limit_par(h, z, qx, qy, lo, hi, flags, dt, dx):
+    for j in prange(1, h.shape[0] - 1):
+        _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx)
+
+
+@njit(cache=True, error_model="numpy")
+def _limit_ser(h, z, qx, qy, lo, hi, flags, dt, dx):
+    for j in range(1, h.shape[0] - 1):
+        _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, arr, count, c, dt, t_new,
+                wet_threshold, first):
     """Continuity over ``count`` cells of a row (views start at the first cell; ``qxw`` at its
     west face). Returns (max depth, volume into sinks / dx^2, first wet, last wet column)."""
     out = 0.0
     for k in range(count):  # kept free of other reductions and branches so it vectorises
         zc = zr[k]
-        qw = np.float64(qxw[k])
-        qe = np.float64(qxw[k + 1])
-        qnk = np.float64(qn[k])
-        qsk = np.float64(qs[k])
-        net = (qw - qe + qnk - qsk) * c
+        net = (np.float64(qxw[k]) - np.float64(qxw[k + 1]) + np.float64(qn[k])
+               - np.float64(qs[k])) * c
         sink = zc < _SINK_TEST
         normal = (not sink) and zc < _WALL_TEST
         src = r0 if rstep == 0 else rr[k] * dt
@@ -274,10 +344,6 @@ def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, vmr, arr, count, c, dt,
         if (hn > wet_threshold) & (hm <= wet_threshold):
             arr[k] = t_new
         hmr[k] = max(hm, hn)
-        inv = 1.0 / hn if hn > vel_depth else 0.0
-        u = 0.5 * (qw + qe) * inv
-        v = 0.5 * (qnk + qsk) * inv
-        vmr[k] = max(np.float64(vmr[k]), math.sqrt(u * u + v * v))
     rhm = 0.0
     for k in range(count):
         rhm = max(rhm, hr[k])
@@ -290,44 +356,57 @@ def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, vmr, arr, count, c, dt,
     return rhm, out, wlo + first, whi + first
 
 
-@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
-def _continuity(h, z, qx, qy, rain, rmsk, lo, hi, hmax, vmax, arrival, row_hmax, row_out,
-                row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth):
-    """Pass 3: depth update, rain source, maxima, arrival, boundary outflow, wet extents."""
+@njit(cache=True, inline="always", error_model="numpy")
+def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                    row_wlo, row_whi, dt, dx, t_new, wet_threshold):
+    """Pass 3 for row ``j``: depth update, rain, maxima, arrival, boundary outflow, wet extent."""
     ny = h.shape[0] - 2
     nx = h.shape[1] - 2
     c = dt / dx
-    r0 = rain[0, 0] * dt
-    rstep = 0 if rmsk == 0 else 1
-    for j in prange(1, ny + 1):
-        a = lo[j]
-        b = hi[j]
-        rhm = 0.0
-        out = 0.0
-        wlo = nx + 2
-        whi = -1
-        if a < b:
-            rhm, out, wlo, whi = _row_update(
-                h[j, a:], z[j, a:], qx[j, a - 1:], qy[j - 1, a:], qy[j, a:],
-                rain[j & rmsk, (a & rmsk):], rstep, r0, hmax[j, a:], vmax[j, a:],
-                arrival[j, a:], b - a, c, dt, t_new, wet_threshold, vel_depth, a)
-            if whi < 0:
-                wlo = nx + 2
-            # faces to the ring (open boundary): flux leaving the grid
-            if a == 1:
-                out -= qx[j, 0] * c
-            if b == nx + 1:
-                out += qx[j, nx] * c
-            if j == 1:
-                for i in range(a, b):
-                    out -= qy[0, i] * c
-            if j == ny:
-                for i in range(a, b):
-                    out += qy[ny, i] * c
-        row_hmax[j] = rhm
-        row_out[j] = out
-        row_wlo[j] = wlo
-        row_whi[j] = whi
+    a = lo[j]
+    b = hi[j]
+    rhm = 0.0
+    out = 0.0
+    wlo = nx + 2
+    whi = -1
+    if a < b:
+        rhm, out, wlo, whi = _row_update(
+            h[j, a:], z[j, a:], qx[j, a - 1:], qy[j - 1, a:], qy[j, a:],
+            rain[j & rmsk, (a & rmsk):], 0 if rmsk == 0 else 1, rain[0, 0] * dt, hmax[j, a:],
+            arrival[j, a:], b - a, c, dt, t_new, wet_threshold, a)
+        if whi < a:
+            wlo = nx + 2
+        # faces to the ring (open boundary): flux leaving the grid
+        if a == 1:
+            out -= qx[j, 0] * c
+        if b == nx + 1:
+            out += qx[j, nx] * c
+        if j == 1:
+            for i in range(a, b):
+                out -= qy[0, i] * c
+        if j == ny:
+            for i in range(a, b):
+                out += qy[ny, i] * c
+    row_hmax[j] = rhm
+    row_out[j] = out
+    row_wlo[j] = wlo
+    row_whi[j] = whi
+
+
+@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
+def _continuity_par(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                    row_wlo, row_whi, dt, dx, t_new, wet_threshold):
+    for j in prange(1, h.shape[0] - 1):
+        _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                        row_wlo, row_whi, dt, dx, t_new, wet_threshold)
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _continuity_ser(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                    row_wlo, row_whi, dt, dx, t_new, wet_threshold):
+    for j in range(1, h.shape[0] - 1):
+        _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                        row_wlo, row_whi, dt, dx, t_new, wet_threshold)
 
 
 @njit(cache=True)
@@ -394,7 +473,7 @@ def _qmax(tab_t, tab_q, start, stop, t0, t1):
 def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax, vmax, arrival,
              row_hmax, row_out, row_wlo, row_whi, cells_j, cells_i, cells_w, src_of, tab_t, tab_q,
              tab_off, acc, t, t_end, h_peak, max_steps, dx, alpha, theta, hmin, dt_max,
-             wet_threshold, vel_depth):
+             wet_threshold, vel_depth, par_min):
     """Advance from ``t`` towards ``t_end`` for at most ``max_steps`` steps.
 
     ``acc`` (float64) accumulates [boundary outflow volume, inflow volume, rain volume/rate-sum
@@ -406,6 +485,10 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
     nsrc = tab_off.shape[0] - 1
     q_now = np.zeros(max(nsrc, 1))
     steps = 0
+    active = 0
+    for j in range(1, ny + 1):
+        if hi[j] > lo[j]:
+            active += hi[j] - lo[j]
     while t < t_end and steps < max_steps:
         dt = dt_max
         if h_peak > hmin:
@@ -429,14 +512,23 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
         qxn = qx2[1 - parity]
         qyo = qy2[parity]
         qyn = qy2[1 - parity]
-        _fluxes(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, dt, dx, theta, hmin)
+        par = active >= par_min
+        if par:
+            _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                        theta, hmin, vel_depth)
+        else:
+            _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+                        theta, hmin, vel_depth)
         anyflag = False
         for j in range(ny + 2):
             if flags[j] != 0:
                 anyflag = True
                 break
         if anyflag:
-            _limit(h, z, qxn, qyn, lo, hi, flags, dt, dx)
+            if par:
+                _limit_par(h, z, qxn, qyn, lo, hi, flags, dt, dx)
+            else:
+                _limit_ser(h, z, qxn, qyn, lo, hi, flags, dt, dx)
             flags[:] = 0
         if nsrc > 0:
             tm = t + 0.5 * dt
@@ -445,20 +537,21 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
                 acc[1] += q_now[s] * dt
             _inflow_add(h, cells_j, cells_i, cells_w, src_of, q_now, dt, area)
         t_new = t_end if last else t + dt
-        _continuity(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, vmax, arrival, row_hmax, row_out,
-                    row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth)
+        if par:
+            _continuity_par(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                            row_wlo, row_whi, dt, dx, t_new, wet_threshold)
+        else:
+            _continuity_ser(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
+                            row_wlo, row_whi, dt, dx, t_new, wet_threshold)
         acc[5] = 1.0 - acc[5]
         out = 0.0
         peak = 0.0
-        cells = 0
         for j in range(1, ny + 1):
             out += row_out[j]
             if row_hmax[j] > peak:
                 peak = row_hmax[j]
-            if hi[j] > lo[j]:
-                cells += hi[j] - lo[j]
         acc[0] += out * area
-        acc[4] += cells
+        acc[4] += active
         if nsrc > 0:
             for k in range(cells_j.shape[0]):
                 jj = cells_j[k]
@@ -469,6 +562,10 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
                     peak = max(peak, h[jj, ii])
         acc[2] += dt
         _grow_spans(lo, hi, row_wlo, row_whi, nx)
+        active = 0
+        for j in range(1, ny + 1):
+            if hi[j] > lo[j]:
+                active += hi[j] - lo[j]
         h_peak = peak
         t = t_new
         steps += 1
@@ -545,8 +642,8 @@ class FloodResult:
     Attributes:
         max_depth: Maximum depth over the run, m (0 where never wet; 0 in blocked cells).
         max_wse: Maximum water-surface elevation, m (bed + max depth; NaN where never wet).
-        max_velocity: Maximum cell-centred speed, m/s, from the mean of opposite face fluxes over
-            the depth, for depths above ``velocity_depth``.
+        max_velocity: Maximum cell-centred speed, m/s: the mean of the two x-face and the two
+            y-face velocities ``q / h_face``, faces and cells deeper than ``velocity_depth``.
         arrival_time: First time (s) the depth exceeded ``wet_threshold``; NaN if never.
         final_depth: Depth at the end, m.
         snapshots: {time_s: depth array} at the requested times.
@@ -645,7 +742,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
              uv0: tuple[np.ndarray, np.ndarray] | None = None, boundary: str = "open", snapshot_times: Sequence[float] = (),
              wet_threshold: float = 0.05, alpha: float = 0.7, theta: float = 0.8,
              depth_threshold: float = 1e-4, velocity_depth: float = 0.01, dt_max: float = 10.0,
-             forcing_dt: float = 60.0,
+             forcing_dt: float = 60.0, parallel_min_cells: int = 150_000,
              progress: Callable[[float], None] | None = None) -> FloodResult:
     """Run the 2D local-inertial model; see the module and package docstrings.
 
@@ -672,9 +769,11 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
         alpha: Courant factor of the adaptive step.
         theta: de Almeida's weighting (1 = Bates 2010 without diffusion; 0.7-0.9 typical).
         depth_threshold: Face depth (m) below which no flux passes.
-        velocity_depth: Depth (m) below which velocity is not evaluated.
+        velocity_depth: Depth (m) of cells and faces below which velocity is not evaluated.
         dt_max: Largest step, s (dry or very shallow domains).
         forcing_dt: Longest interval (s) over which rainfall excess is held constant.
+        parallel_min_cells: Active cells from which a step runs on all threads (below it the
+            fork/join of three parallel passes costs more than it saves).
         progress: Called with the simulated time (s) now and then.
 
     Returns:
@@ -858,7 +957,8 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
                                  cells_j, cells_i, cells_w, src_of, tab_t_a, tab_q_a, tab_off_a,
                                  acc, t, float(t_event), h_peak, max_steps, float(dx),
                                  float(alpha), float(theta), float(depth_threshold),
-                                 float(dt_max), float(wet_threshold), float(velocity_depth))
+                                 float(dt_max), float(wet_threshold), float(velocity_depth),
+                                 int(parallel_min_cells))
             stats.loop_s += time.perf_counter() - t_loop
             vol.rain_excess += rate_sum * (t - t0) * area
             if progress is not None and time.perf_counter() - last_progress > 0.2:
@@ -869,6 +969,9 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
     if progress is not None:
         progress(t)
 
+    parity = int(acc[5])
+    _velocity_pass(h, zp, qx2[parity], qy2[parity], lo, hi, vmax, float(depth_threshold),
+                   float(velocity_depth))
     vol.boundary_out = float(acc[0])
     vol.inflow = float(acc[1])
     vol.stored_end = float(h.sum() * area)
