@@ -198,33 +198,35 @@ def _dinf_split(a):
 
 
 @njit(cache=True, parallel=True)
-def _dinf_targets(angle, valid):
-    """Per cell: neighbour numbers (0..7 CCW from east, -1 none or off-grid/nodata) and the
-    second share."""
+def _dinf_targets(angle, valid, use_valid):
+    """Per cell one byte: bits 0-2 + bit 3 = first receiver (0..7 counter-clockwise from east)
+    and whether it exists, bits 4-6 + bit 7 = the second; and the second's share (float32).
+    Receivers off the grid or outside ``valid`` are left out (their share leaves)."""
     nrows, ncols = angle.shape
-    k1 = np.full((nrows, ncols), -1, np.int8)
-    k2 = np.full((nrows, ncols), -1, np.int8)
+    code = np.zeros((nrows, ncols), np.uint8)
     f2 = np.zeros((nrows, ncols), np.float32)
     for r in prange(nrows):
         for c in range(ncols):
             a, b, f = _dinf_split(angle[r, c])
+            v = 0
             if a >= 0:
                 rr = r + DINF_DROW[a]
                 cc = c + DINF_DCOL[a]
-                if 0 <= rr < nrows and 0 <= cc < ncols and valid[rr, cc]:
-                    k1[r, c] = a
+                if 0 <= rr < nrows and 0 <= cc < ncols and (not use_valid or valid[rr, cc]):
+                    v |= 0x08 | a
             if b >= 0:
                 rr = r + DINF_DROW[b]
                 cc = c + DINF_DCOL[b]
-                if 0 <= rr < nrows and 0 <= cc < ncols and valid[rr, cc]:
-                    k2[r, c] = b
+                if 0 <= rr < nrows and 0 <= cc < ncols and (not use_valid or valid[rr, cc]):
+                    v |= 0x80 | (b << 4)
+            code[r, c] = v
             f2[r, c] = f
-    return k1, k2, f2
+    return code, f2
 
 
 @njit(cache=True, parallel=True)
-def _dinf_donor_counts(k1, k2):
-    nrows, ncols = k1.shape
+def _dinf_donor_counts(code):
+    nrows, ncols = code.shape
     out = np.zeros((nrows, ncols), np.uint8)
     for r in prange(nrows):
         for c in range(ncols):
@@ -232,89 +234,94 @@ def _dinf_donor_counts(k1, k2):
             for k in range(8):
                 rr = r - DINF_DROW[k]
                 cc = c - DINF_DCOL[k]
-                if 0 <= rr < nrows and 0 <= cc < ncols and (k1[rr, cc] == k or k2[rr, cc] == k):
-                    n += 1
+                if 0 <= rr < nrows and 0 <= cc < ncols:
+                    v = code[rr, cc]
+                    if ((v & 0x08) != 0 and (v & 0x07) == k) or (
+                            (v & 0x80) != 0 and ((v >> 4) & 0x07) == k):
+                        n += 1
             out[r, c] = n
     return out
 
 
 @njit(cache=True)
-def _dinf_walk(k1, k2, f2, indeg, acc, order, want_order, want_acc):
-    """Kahn walk over D-infinity (up to two receivers). Fills ``order`` and/or accumulates."""
-    nrows, ncols = k1.shape
+def _dinf_walk(code, f2, indeg, acc, order, want_order, want_acc):
+    """Kahn walk over D-infinity (up to two receivers): follows one ready receiver directly and
+    stacks the other. Fills ``order`` and/or accumulates; returns how many cells were ordered."""
+    nrows, ncols = code.shape
     n = nrows * ncols
     off = np.empty(8, np.int64)
     for k in range(8):
         off[k] = DINF_DROW[k] * ncols + DINF_DCOL[k]
-    a1 = k1.reshape(-1)
-    a2 = k2.reshape(-1)
+    cf = code.reshape(-1)
     ff = f2.reshape(-1)
     deg = indeg.reshape(-1)
     a = acc.reshape(-1)
     stack = np.empty(256, np.int32)
+    size = 0
     pos = 0
     for i in range(n):
         if deg[i] != 0:
             continue
-        size = 0
-        stack[size] = i
-        size += 1
-        while size > 0:
-            size -= 1
-            j = stack[size]
+        j = i
+        while True:
             if want_order:
                 order[pos] = j
             pos += 1
-            f = ff[j]
-            ka = a1[j]
-            kb = a2[j]
-            # shares (1 - f, f); a share aimed off the grid or into nodata leaves
-            if ka >= 0:
-                r = j + off[ka]
+            v = cf[j]
+            nxt = -1
+            if v & 0x08:
+                r = j + off[v & 0x07]
                 if want_acc:
-                    a[r] += a[j] * (1.0 - f)
-                deg[r] -= 1
-                if deg[r] == 0:
+                    a[r] += a[j] * (1.0 - ff[j])
+                d = deg[r] - 1
+                if d == 0:
                     deg[r] = DONE
-                    if size == stack.shape[0]:
-                        grown = np.empty(stack.shape[0] * 2, np.int32)
-                        grown[:size] = stack[:size]
-                        stack = grown
-                    stack[size] = r
-                    size += 1
-            if kb >= 0:
-                r = j + off[kb]
+                    nxt = r
+                else:
+                    deg[r] = d
+            if v & 0x80:
+                r = j + off[(v >> 4) & 0x07]
                 if want_acc:
-                    a[r] += a[j] * f
-                deg[r] -= 1
-                if deg[r] == 0:
+                    a[r] += a[j] * ff[j]
+                d = deg[r] - 1
+                if d == 0:
                     deg[r] = DONE
-                    if size == stack.shape[0]:
-                        grown = np.empty(stack.shape[0] * 2, np.int32)
-                        grown[:size] = stack[:size]
-                        stack = grown
-                    stack[size] = r
-                    size += 1
+                    if nxt < 0:
+                        nxt = r
+                    else:
+                        if size == stack.shape[0]:
+                            grown = np.empty(stack.shape[0] * 2, np.int32)
+                            grown[:size] = stack[:size]
+                            stack = grown
+                        stack[size] = r
+                        size += 1
+                else:
+                    deg[r] = d
+            if nxt < 0:
+                if size == 0:
+                    break
+                size -= 1
+                nxt = stack[size]
+            j = nxt
     return pos
 
 
 @njit(cache=True)
-def _dinf_push(k1, k2, f2, order, acc):
-    ncols = k1.shape[1]
+def _dinf_push(code, f2, order, acc):
+    ncols = code.shape[1]
     off = np.empty(8, np.int64)
     for k in range(8):
         off[k] = DINF_DROW[k] * ncols + DINF_DCOL[k]
-    a1 = k1.reshape(-1)
-    a2 = k2.reshape(-1)
+    cf = code.reshape(-1)
     ff = f2.reshape(-1)
     a = acc.reshape(-1)
     for t in range(order.shape[0]):
         j = order[t]
-        f = ff[j]
-        if a1[j] >= 0:
-            a[j + off[a1[j]]] += a[j] * (1.0 - f)
-        if a2[j] >= 0:
-            a[j + off[a2[j]]] += a[j] * f
+        v = cf[j]
+        if v & 0x08:
+            a[j + off[v & 0x07]] += a[j] * (1.0 - ff[j])
+        if v & 0x80:
+            a[j + off[(v >> 4) & 0x07]] += a[j] * ff[j]
 
 
 def _dinf_prepare(angle: np.ndarray, valid: np.ndarray | None):
@@ -322,8 +329,11 @@ def _dinf_prepare(angle: np.ndarray, valid: np.ndarray | None):
     if angle.ndim != 2:
         raise ValueError(f"angles must be 2-D, got shape {angle.shape}")
     if valid is None:
-        valid = np.ones(angle.shape, np.bool_)
-    return _dinf_targets(angle, np.ascontiguousarray(valid, dtype=np.bool_))
+        return _dinf_targets(angle, np.ones((1, 1), np.bool_), False)
+    valid = np.ascontiguousarray(valid, dtype=np.bool_)
+    if valid.shape != angle.shape:
+        raise ValueError(f"valid mask has shape {valid.shape}, angles {angle.shape}")
+    return _dinf_targets(angle, valid, True)
 
 
 def flow_order_dinf(angle: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -333,9 +343,9 @@ def flow_order_dinf(angle: np.ndarray, valid: np.ndarray | None = None) -> np.nd
         angle: Radians counter-clockwise from east; negative or NaN = no direction.
         valid: Optional mask of cells that may receive flow (nodata cells may not).
     """
-    k1, k2, f2 = _dinf_prepare(angle, valid)
-    order = np.empty(angle.size, np.int32)
-    pos = _dinf_walk(k1, k2, f2, _dinf_donor_counts(k1, k2), np.empty(0), order, True, False)
+    code, f2 = _dinf_prepare(angle, valid)
+    order = np.empty(code.size, np.int32)
+    pos = _dinf_walk(code, f2, _dinf_donor_counts(code), np.empty(0), order, True, False)
     return order[:pos]
 
 
@@ -353,21 +363,20 @@ def accumulate_dinf(angle: np.ndarray, weights: np.ndarray | None = None,
         order: A :func:`flow_order_dinf` of the same angles to reuse.
         valid: Optional mask of cells that may receive flow.
     """
-    k1, k2, f2 = _dinf_prepare(angle, valid)
-    acc = _weights(k1.shape, weights)
+    code, f2 = _dinf_prepare(angle, valid)
+    acc = _weights(code.shape, weights)
     if order is None:
-        _dinf_walk(k1, k2, f2, _dinf_donor_counts(k1, k2), acc, np.empty(0, np.int32), False,
-                   True)
+        _dinf_walk(code, f2, _dinf_donor_counts(code), acc, np.empty(0, np.int32), False, True)
     else:
-        _dinf_push(k1, k2, f2, np.asarray(order, dtype=np.int32), acc)
+        _dinf_push(code, f2, np.asarray(order, dtype=np.int32), acc)
     return acc
 
 
 def outflow_dinf(angle: np.ndarray, acc: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Total that leaves the system: the accumulation of cells without a direction plus the
     shares sent off the grid or out of ``valid`` (for mass-balance checks)."""
-    k1, k2, f2 = _dinf_prepare(angle, valid)
-    kept = np.where(k1 >= 0, 1.0 - f2, 0.0) + np.where(k2 >= 0, f2, 0.0)
+    code, f2 = _dinf_prepare(angle, valid)
+    kept = np.where(code & 0x08, 1.0 - f2, 0.0) + np.where(code & 0x80, f2, 0.0)
     return float(np.sum(np.asarray(acc, dtype=np.float64) * (1.0 - kept)))
 
 
