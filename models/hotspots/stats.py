@@ -160,7 +160,9 @@ def local_moran(y: np.ndarray, w, transform: str = "r", permutations: int = 0,
         zi = (stat - ei) / np.sqrt(vi)
     out = LocalStats(stat, zi, 2 * stats.norm.sf(np.abs(zi)), quadrant=quadrant)
     if permutations:
-        _permute(out, m, z, permutations, seed, sign=np.sign(z))
+        # sum_j w_ij z_j = (sum_j w_ij y_j - ybar W_i) / s: for a fixed site the order of the
+        # random neighbour sums is that of the raw values' (exact for integer counts)
+        _permute(out, m, y, permutations, seed, sign=np.sign(z))
     return out
 
 
@@ -190,14 +192,42 @@ def permutation_counts(w, values: np.ndarray, permutations: int, seed: int,
     other ``n - 1`` (Anselin 1995; esda). ``null="total"``: the site's own value is drawn too
     (with ``self_weight``), from all ``n`` values: the null under which Ord & Getis derived the
     Gi* moments, so it tests the same thing as the analytic z.
+
+    Method: ``permutations`` rows of ``width`` distinct random sites (a uniformly random ordered
+    sample each, partial Fisher-Yates on a splitmix64 stream), shared by all sites as in esda;
+    site ``i`` reads its own window of ``k_i + 1`` columns at a random offset, so different
+    sites see different subsets, and a window of a uniformly random ordered sample is itself one.
+    Conditional null: the window's first ``k_i`` sites are the draw; if site ``i`` is among
+    them it is replaced by the window's last site (given that ``i`` is among the first ``k_i``,
+    the other ``k_i`` of the ``k_i + 1`` are a uniform sample of the rest, so the draw stays
+    exact). Where a site's weights are all equal (binary, row-standardised), the random sum is a
+    difference of two prefix sums of the row: O(1) per permutation instead of O(k).
     """
     if null not in ("conditional", "total"):
         raise ValueError("null must be 'conditional' or 'total'")
     m = _csr(w)
     v = np.ascontiguousarray(values, dtype=np.float64)
+    n = len(v)
+    total = null == "total"
+    if n < 2 or permutations <= 0:
+        return np.zeros(n, np.int64), np.zeros(n, np.int64)
+    kmax = int(np.diff(m.indptr).max())
+    width = int(min(n, max(kmax + 1, 64 if permutations > 10_000 else 256)))
+    seed64 = np.uint64(seed % (2 ** 64))
+    table = _perm_table(n, width, int(permutations), seed64)
+    prefix = np.zeros((permutations, width + 1))
+    np.cumsum(v[table], axis=1, out=prefix[:, 1:])
+    # where each site occurs in the table (row, column), by site then row
+    flat = table.ravel()
+    order = np.argsort(flat, kind="stable")
+    occ_ptr = np.zeros(n + 1, np.int64)
+    np.add.at(occ_ptr, flat.astype(np.int64) + 1, 1)
+    occ_ptr = np.cumsum(occ_ptr)
+    occ_row = (order // width).astype(np.int64)
+    occ_col = (order % width).astype(np.int64)
     return _perm_kernel(m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data, v,
-                        int(permutations), np.uint64(seed % (2 ** 64)), float(self_weight),
-                        null == "total")
+                        table, prefix, occ_ptr, occ_row, occ_col,
+                        seed64 ^ np.uint64(0x5851F42D4C957F2D), float(self_weight), total)
 
 
 @njit(cache=True, parallel=True)
@@ -230,63 +260,128 @@ def _splitmix(state):
     return state, z ^ (z >> np.uint64(31))
 
 
+@njit(cache=True)
+def _perm_table(n_pool, width, permutations, seed):
+    """``permutations`` rows of ``width`` distinct values of ``0..n_pool-1``, each row a uniform
+    random ordered sample (partial Fisher-Yates on one splitmix64 stream)."""
+    table = np.empty((permutations, width), np.int32)
+    pool = np.arange(n_pool)
+    swaps = np.empty(width, np.int64)
+    state = seed
+    for p in range(permutations):
+        for t in range(width):
+            state, r = _splitmix(state)
+            j = t + np.int64((r >> np.uint64(11)) * (1.0 / 9007199254740992.0) * (n_pool - t))
+            swaps[t] = j
+            pool[t], pool[j] = pool[j], pool[t]
+            table[p, t] = pool[t]
+        for t in range(width - 1, -1, -1):
+            j = swaps[t]
+            pool[t], pool[j] = pool[j], pool[t]
+    return table
+
+
 @njit(cache=True, parallel=True)
-def _perm_kernel(indptr, indices, data, y, permutations, seed, self_w, total):
+def _perm_kernel(indptr, indices, data, y, table, prefix, occ_ptr, occ_row, occ_col, seed,
+                 self_w, total):
+    """Counts of random neighbour sums >= / <= the observed one (see permutation_counts).
+
+    Sites go in blocks; each table row is used by the whole block while it is in cache.
+    """
     n = len(indptr) - 1
+    permutations, width = table.shape
     ge = np.zeros(n, np.int64)
     le = np.zeros(n, np.int64)
-    block = 512
+    block = 128
     nblocks = (n + block - 1) // block
-    maxk = 0
-    for i in range(n):
-        maxk = max(maxk, indptr[i + 1] - indptr[i])
     for b in prange(nblocks):
-        pool = np.arange(n)
-        swaps = np.empty(maxk + 1, np.int64)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            k = indptr[i + 1] - indptr[i]
-            if k == 0 and not total:
+        i0 = b * block
+        i1 = min(n, i0 + block)
+        m = i1 - i0
+        hi = np.empty(m)
+        lo_ = np.empty(m)
+        col = np.empty(m, np.int64)
+        uni = np.empty(m, np.float64)  # the common weight, or NaN if the weights differ
+        # rows in which site i falls inside its own window (conditional null), in row order
+        hit_ptr = np.zeros(m + 1, np.int64)
+        for a in range(m):
+            i = i0 + a
+            hit_ptr[a + 1] = hit_ptr[a] + occ_ptr[i + 1] - occ_ptr[i]
+        hit_rows = np.empty(hit_ptr[m] + 1, np.int64)
+        hit_end = np.empty(m, np.int64)
+        h = np.empty(m, np.int64)
+        cg = np.zeros(m, np.int64)
+        cl = np.zeros(m, np.int64)
+        for a in range(m):
+            i = i0 + a
+            st = indptr[i]
+            k = indptr[i + 1] - st
+            o = 0.0
+            for e in range(st, st + k):
+                o += data[e] * y[indices[e]]
+            if total:
+                o += self_w * y[i]
+            tol = 1e-12 * max(1.0, abs(o))
+            hi[a] = o + tol
+            lo_[a] = o - tol
+            state = seed ^ (np.uint64(i) * np.uint64(0xD1B54A32D192ED03))
+            state, r = _splitmix(state)
+            c = np.int64((r >> np.uint64(11)) * (1.0 / 9007199254740992.0) * (width - k))
+            col[a] = c
+            u = data[st] if k > 0 else 0.0
+            for e in range(st, st + k):
+                if data[e] != u:
+                    u = np.nan
+                    break
+            uni[a] = u
+            q = hit_ptr[a]
+            if not total:
+                for x in range(occ_ptr[i], occ_ptr[i + 1]):  # occ_row ascending
+                    if c <= occ_col[x] and occ_col[x] < c + k:
+                        hit_rows[q] = occ_row[x]
+                        q += 1
+            h[a] = hit_ptr[a]
+            hit_end[a] = q
+        for p in range(permutations):
+            row = table[p]
+            pre = prefix[p]
+            for a in range(m):
+                i = i0 + a
+                st = indptr[i]
+                k = indptr[i + 1] - st
+                c = col[a]
+                u = uni[a]
+                if total:  # window [c, c+k]: self first, then the neighbours
+                    if u == u:
+                        s = self_w * (pre[c + 1] - pre[c]) + u * (pre[c + 1 + k] - pre[c + 1])
+                    else:
+                        s = self_w * y[row[c]]
+                        for t in range(k):
+                            s += data[st + t] * y[row[c + 1 + t]]
+                else:  # window [c, c+k): the neighbours; column c+k replaces site i
+                    hit = h[a] < hit_end[a] and hit_rows[h[a]] == p
+                    if hit:
+                        h[a] += 1
+                    if u == u:
+                        s = pre[c + k] - pre[c]
+                        if hit:
+                            s += y[row[c + k]] - y[i]
+                        s *= u
+                    else:
+                        s = 0.0
+                        for t in range(k):
+                            v = row[c + t]
+                            if v == i:
+                                v = row[c + k]
+                            s += data[st + t] * y[v]
+                cg[a] += np.int64(s >= lo_[a])  # branch-free: the outcome is a coin toss
+                cl[a] += np.int64(s <= hi[a])
+        for a in range(m):
+            i = i0 + a
+            if indptr[i + 1] == indptr[i] and not total:
                 ge[i] = permutations
                 le[i] = permutations
-                continue
-            lo = indptr[i]
-            obs = 0.0
-            for e in range(lo, lo + k):
-                obs += data[e] * y[indices[e]]
-            if total:  # the site's own value is drawn too (self-weight first)
-                obs += self_w * y[i]
-                m = n
-                kk = k + 1
-            else:  # conditional: site i keeps its value; draws come from the other n - 1
-                pool[i], pool[n - 1] = pool[n - 1], pool[i]
-                m = n - 1
-                kk = k
-            tol = 1e-12 * max(1.0, abs(obs))
-            state = seed ^ (np.uint64(i) * np.uint64(0xD1B54A32D192ED03))
-            state, _ = _splitmix(state)
-            cg = 0
-            cl = 0
-            for _p in range(permutations):
-                s = 0.0
-                for t in range(kk):
-                    state, r = _splitmix(state)
-                    j = t + np.int64((r >> np.uint64(11)) * (1.0 / 9007199254740992.0) * (m - t))
-                    swaps[t] = j
-                    pool[t], pool[j] = pool[j], pool[t]
-                    if total:
-                        wt = self_w if t == 0 else data[lo + t - 1]
-                    else:
-                        wt = data[lo + t]
-                    s += wt * y[pool[t]]
-                for t in range(kk - 1, -1, -1):
-                    j = swaps[t]
-                    pool[t], pool[j] = pool[j], pool[t]
-                if s >= obs - tol:
-                    cg += 1
-                if s <= obs + tol:
-                    cl += 1
-            if not total:
-                pool[i], pool[n - 1] = pool[n - 1], pool[i]
-            ge[i] = cg
-            le[i] = cl
+            else:
+                ge[i] = cg[a]
+                le[i] = cl[a]
     return ge, le
