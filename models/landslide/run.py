@@ -93,7 +93,7 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
                   slope: np.ndarray | None = None, sca: np.ndarray | None = None,
                   rain: tuple[np.ndarray, np.ndarray] | None = None, rain_start: Any = None,
                   transient_params: Any = None, drain_h: float = 0.0,
-                  report_h: tuple[float, ...] = (),
+                  report_h: tuple[float, ...] = (), min_cells: int = 4,
                   observations: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                   factors: tuple[np.ndarray, list[str]] | None = None,
                   model: str = "logistic", n_draws: int = 1000, seed: int = 0,
@@ -113,6 +113,9 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             (stack, names) on the DEM grid.
         assets: Base-map layers (GeoDataFrames) to intersect with the warning areas.
         terrain: Also return the terrain factors (slope, aspect, curvatures, sca, twi).
+        min_cells: Minimum mapping unit of the warning areas: patches of high/very high hazard
+            (and holes in them) smaller than this many cells (8-connected) are merged into their
+            surroundings before polygonising (1 = keep every cell).
         progress: Called as progress(stage, done, total).
     """
     from models.impacts import assets_in_areas, warning_polygons
@@ -260,8 +263,14 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
     rasters["hazard"] = (levels, {"classes": "1 low, 2 moderate, 3 high, 4 very high"})
     summary["hazard_levels"] = _level_counts(levels, cell_area)
     step("warning areas")
-    areas = warning_polygons(levels.astype(np.int16), transform, crs, labels=LEVELS,
-                             keep=list(WARN), min_area=cell_area * 0.99)
+    warn = np.where(np.isin(levels, WARN), levels, 0).astype(np.int16)
+    if min_cells > 1:
+        from rasterio.features import sieve
+
+        warn = sieve(warn, int(min_cells), connectivity=8)
+    areas = warning_polygons(warn, transform, crs, labels=LEVELS, keep=list(WARN),
+                             min_area=cell_area * 0.99)
+    summary["warning_min_cells"] = int(min_cells)
     touched = assets_in_areas(areas, assets) if assets else {}
     summary["warning_areas"] = [{"class": int(r["class"]), "class_name": r["class_name"],
                                  "area_km2": round(float(r["area_m2"]) / 1e6, 4)}
