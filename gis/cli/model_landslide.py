@@ -338,8 +338,12 @@ def _write(tmp: Path, result, src, method: str) -> None:
     levels = np.where(result.levels > 0, result.levels, np.nan).astype(np.float32)
     classes = [MapClass(0.5, 1.5, "#1a9850", "low"), MapClass(1.5, 2.5, "#fee08b", "moderate"),
                MapClass(2.5, 3.5, "#f46d43", "high"), MapClass(3.5, 4.5, "#a50026", "very high")]
-    vectors = [MapVectors(areas, "warning areas", {"facecolor": "none", "edgecolor": "black",
-                                                    "linewidth": 0.6})]
+    import shapely
+
+    vertices = int(shapely.get_num_coordinates(areas.geometry.values).sum()) if len(areas) else 0
+    width = 0.6 if vertices < 20_000 else 0.08        # a national map: hairlines, not ink
+    vectors = [MapVectors(areas, "warning areas", {"facecolor": "none", "edgecolor": "#202020",
+                                                    "linewidth": width})]
     colours = {"buildings": "#4b0082", "roads": "#333333", "rail": "#8b4513",
                "pipelines": "#0057b8"}
     for name, frame in result.assets.items():
