@@ -254,18 +254,18 @@ def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, v
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
 def _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
-                theta, hmin, vel_depth):
+                theta, hmin, vel_depth, j0, j1):
     """Pass 1 over all rows, in parallel."""
-    for j in prange(h.shape[0] - 1):
+    for j in prange(j0, j1):
         _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
                     theta, hmin, vel_depth)
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
 def _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
-                theta, hmin, vel_depth):
+                theta, hmin, vel_depth, j0, j1):
     """Pass 1 over all rows, one thread (small active areas: no fork/join per step)."""
-    for j in range(h.shape[0] - 1):
+    for j in range(j0, j1):
         _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
                     theta, hmin, vel_depth)
 
@@ -312,14 +312,14 @@ def _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _limit_par(h, z, qx, qy, lo, hi, flags, dt, dx):
-    for j in prange(1, h.shape[0] - 1):
+def _limit_par(h, z, qx, qy, lo, hi, flags, dt, dx, j0, j1):
+    for j in prange(j0, j1):
         _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx)
 
 
 @njit(cache=True, error_model="numpy")
-def _limit_ser(h, z, qx, qy, lo, hi, flags, dt, dx):
-    for j in range(1, h.shape[0] - 1):
+def _limit_ser(h, z, qx, qy, lo, hi, flags, dt, dx, j0, j1):
+    for j in range(j0, j1):
         _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx)
 
 
@@ -395,25 +395,26 @@ def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
 def _continuity_par(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                    row_wlo, row_whi, dt, dx, t_new, wet_threshold):
-    for j in prange(1, h.shape[0] - 1):
+                    row_wlo, row_whi, dt, dx, t_new, wet_threshold, j0, j1):
+    for j in prange(j0, j1):
         _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
                         row_wlo, row_whi, dt, dx, t_new, wet_threshold)
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
 def _continuity_ser(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                    row_wlo, row_whi, dt, dx, t_new, wet_threshold):
-    for j in range(1, h.shape[0] - 1):
+                    row_wlo, row_whi, dt, dx, t_new, wet_threshold, j0, j1):
+    for j in range(j0, j1):
         _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
                         row_wlo, row_whi, dt, dx, t_new, wet_threshold)
 
 
 @njit(cache=True)
-def _grow_spans(lo, hi, row_wlo, row_whi, nx):
-    """Spans (never shrinking) cover wet cells dilated by one cell in all eight directions."""
+def _grow_spans(lo, hi, row_wlo, row_whi, nx, j0, j1):
+    """Spans (never shrinking) cover wet cells dilated by one cell in all eight directions
+    (rows ``j0 .. j1-1`` hold the wet cells; their neighbours grow too)."""
     ny = lo.shape[0] - 2
-    for j in range(1, ny + 1):
+    for j in range(max(j0 - 1, 1), min(j1 + 1, ny + 1)):
         wl = row_wlo[j]
         wh = row_whi[j]
         for k in (j - 1, j + 1):
@@ -486,9 +487,15 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
     q_now = np.zeros(max(nsrc, 1))
     steps = 0
     active = 0
+    r0 = ny + 1  # rows r0 .. r1-1 hold every non-empty span
+    r1 = 1
     for j in range(1, ny + 1):
         if hi[j] > lo[j]:
             active += hi[j] - lo[j]
+            r0 = min(r0, j)
+            r1 = j + 1
+    if r1 < r0:
+        r1 = r0
     while t < t_end and steps < max_steps:
         dt = dt_max
         if h_peak > hmin:
@@ -515,21 +522,21 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
         par = active >= par_min
         if par:
             _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
-                        theta, hmin, vel_depth)
+                        theta, hmin, vel_depth, max(r0 - 1, 0), r1)
         else:
             _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
-                        theta, hmin, vel_depth)
+                        theta, hmin, vel_depth, max(r0 - 1, 0), r1)
         anyflag = False
-        for j in range(ny + 2):
+        for j in range(max(r0 - 1, 0), min(r1 + 1, ny + 2)):
             if flags[j] != 0:
                 anyflag = True
                 break
         if anyflag:
             if par:
-                _limit_par(h, z, qxn, qyn, lo, hi, flags, dt, dx)
+                _limit_par(h, z, qxn, qyn, lo, hi, flags, dt, dx, r0, r1)
             else:
-                _limit_ser(h, z, qxn, qyn, lo, hi, flags, dt, dx)
-            flags[:] = 0
+                _limit_ser(h, z, qxn, qyn, lo, hi, flags, dt, dx, r0, r1)
+            flags[max(r0 - 1, 0):min(r1 + 1, ny + 2)] = 0
         if nsrc > 0:
             tm = t + 0.5 * dt
             for s in range(nsrc):
@@ -539,14 +546,14 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
         t_new = t_end if last else t + dt
         if par:
             _continuity_par(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                            row_wlo, row_whi, dt, dx, t_new, wet_threshold)
+                            row_wlo, row_whi, dt, dx, t_new, wet_threshold, r0, r1)
         else:
             _continuity_ser(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                            row_wlo, row_whi, dt, dx, t_new, wet_threshold)
+                            row_wlo, row_whi, dt, dx, t_new, wet_threshold, r0, r1)
         acc[5] = 1.0 - acc[5]
         out = 0.0
         peak = 0.0
-        for j in range(1, ny + 1):
+        for j in range(r0, r1):
             out += row_out[j]
             if row_hmax[j] > peak:
                 peak = row_hmax[j]
@@ -561,9 +568,13 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
                     row_whi[jj] = max(row_whi[jj], ii)
                     peak = max(peak, h[jj, ii])
         acc[2] += dt
-        _grow_spans(lo, hi, row_wlo, row_whi, nx)
+        _grow_spans(lo, hi, row_wlo, row_whi, nx, r0, r1)
+        if r0 > 1 and hi[r0 - 1] > lo[r0 - 1]:
+            r0 -= 1
+        if r1 <= ny and hi[r1] > lo[r1]:
+            r1 += 1
         active = 0
-        for j in range(1, ny + 1):
+        for j in range(r0, r1):
             if hi[j] > lo[j]:
                 active += hi[j] - lo[j]
         h_peak = peak
@@ -617,6 +628,7 @@ class RunStats:
     grid_cell_steps: int = 0  # all grid cells x steps (what a model without a wet list would do)
     wall_s: float = 0.0  # whole call: set-up, time loop, outputs
     loop_s: float = 0.0  # the time loop alone
+    loop_cpu_s: float = 0.0  # CPU seconds of the process (all threads) in the time loop
 
     @property
     def cell_steps_per_s(self) -> float:
@@ -952,6 +964,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
             max_steps = max(1, int(cells_budget / active))
             t0 = t
             t_loop = time.perf_counter()
+            c_loop = time.process_time()
             t, h_peak = _advance(h, zp, qx2, qy2, nsq, msk, rain_arr, rmsk, lo, hi, flags, sinkrow,
                                  hmax, vmax, arrival, row_hmax, row_out, row_wlo, row_whi,
                                  cells_j, cells_i, cells_w, src_of, tab_t_a, tab_q_a, tab_off_a,
@@ -960,6 +973,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
                                  float(dt_max), float(wet_threshold), float(velocity_depth),
                                  int(parallel_min_cells))
             stats.loop_s += time.perf_counter() - t_loop
+            stats.loop_cpu_s += time.process_time() - c_loop
             vol.rain_excess += rate_sum * (t - t0) * area
             if progress is not None and time.perf_counter() - last_progress > 0.2:
                 progress(t)
@@ -972,6 +986,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
     parity = int(acc[5])
     _velocity_pass(h, zp, qx2[parity], qy2[parity], lo, hi, vmax, float(depth_threshold),
                    float(velocity_depth))
+    del qx2, qy2  # lower the peak while the outputs are built
     vol.boundary_out = float(acc[0])
     vol.inflow = float(acc[1])
     vol.stored_end = float(h.sum() * area)

@@ -1,0 +1,188 @@
+"""Benchmark: the 2D flood model (models.flood.simulate) in cell-steps per second, against
+landlab's ``OverlandFlow`` (the same de Almeida et al. 2012 local-inertial scheme) in the same run.
+
+Cases, on an ``--size`` x ``--size`` grid (2000 x 2000 = 4M cells by default), 10 m cells:
+
+* ``wet``: a tilted plane (slopes 1e-3 and 5e-4) under 0.5 m of water, closed walls, Manning 0.03:
+  every cell is active every step. Reported as cell-steps/s of the time loop (median of
+  ``--repeat`` runs of ``--steps`` steps), and per CPU-second of the process over the loop (the
+  machine is shared; that is the steadier figure: x threads = the rate on idle cores).
+* ``dry``: the same plane cut by a V-shaped valley, fed by a 50 m^3/s inflow at its head for
+  ``--dry-duration`` s: most land never gets wet. Reported per *active* cell (the wet-list spans
+  the model processes) and per grid cell (what a model without a wet list would have to do).
+* ``landlab``: ``OverlandFlow`` (``overland_flow()`` with its own adaptive step) on the wet case
+  at ``--peer-size`` (smaller: landlab is slow), same water, slope and Manning n; its
+  cell-steps/s and our ratio. Cell-steps/s do not depend much on grid size once a grid exceeds
+  the caches, so the ratio compares like with like.
+
+Memory: tracemalloc's peak over a whole ``simulate`` call (set-up, state, outputs) in bytes per
+cell, and the process's peak resident set.
+
+    .venv/bin/python -m bench.flood2d                        # 4M cells, 3 repeats, landlab 250k
+    .venv/bin/python -m bench.flood2d --size 1000 --repeat 5 --steps 40
+    .venv/bin/python -m bench.flood2d --threads 1            # one core
+
+``swe_benchmark(cells)`` runs the ``wet`` case quickly for ``bench.hydro`` and returns a dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+G = 9.81
+DX = 10.0
+DEPTH = 0.5
+
+
+def plane(n: int) -> np.ndarray:
+    y, x = np.mgrid[0:n, 0:n]
+    return (1e-3 * (n - x) + 5e-4 * y).astype(np.float32)
+
+
+def valley(n: int) -> np.ndarray:
+    """The plane with a V valley along the rows' middle, falling east (most land stays dry)."""
+    y, x = np.mgrid[0:n, 0:n]
+    return (1e-3 * (n - x) + 0.02 * np.abs(y - n // 2)).astype(np.float32)
+
+
+def _dt(depth: float) -> float:
+    return 0.7 * DX / np.sqrt(G * depth)
+
+
+def run_wet(n: int, steps: int, threads: int | None = None) -> dict:
+    """One timed run of the wet case."""
+    from models.flood import simulate
+
+    z = plane(n)
+    h0 = np.full(z.shape, DEPTH)
+    res = simulate(z, DX, steps * _dt(DEPTH + 0.01), h0=h0, boundary="closed", manning=0.03,
+                   dt_max=_dt(DEPTH + 0.01))
+    st = res.stats
+    cpu = st.loop_cpu_s
+    return {"steps": st.steps, "loop_s": st.loop_s, "wall_s": st.wall_s, "cpu_s": cpu,
+            "rate": st.grid_cell_steps_per_s,
+            "cpu_rate": st.grid_cell_steps / cpu if cpu > 0 else 0.0,
+            "volume_error": res.volume.error}
+
+
+def run_dry(n: int, duration: float) -> dict:
+    from affine import Affine
+
+    from models.flood import Inflow, simulate
+
+    z = valley(n)
+    tr = Affine(DX, 0, 0, 0, -DX, n * DX)
+    res = simulate(z, DX, duration, manning=0.035, boundary="open", transform=tr,
+                   inflows=[Inflow(5.0 * DX, tr.f - (n // 2 + 0.5) * DX, 3 * DX, 50.0)])
+    st = res.stats
+    return {"steps": st.steps, "loop_s": st.loop_s, "active_rate": st.cell_steps_per_s,
+            "grid_rate": st.grid_cell_steps_per_s,
+            "active_fraction": st.cell_steps / max(st.grid_cell_steps, 1),
+            "wet_fraction": float(np.mean(res.max_depth > 0.01)),
+            "volume_error": res.volume.error}
+
+
+def run_landlab(n: int, steps: int) -> dict | None:
+    try:
+        from landlab import RasterModelGrid
+        from landlab.components import OverlandFlow
+    except ImportError:
+        return None
+    grid = RasterModelGrid((n, n), xy_spacing=DX)
+    grid.add_field("topographic__elevation", plane(n).astype(float).ravel(), at="node")
+    grid.add_field("surface_water__depth", np.full(n * n, DEPTH), at="node")
+    for edge in ("right", "top", "left", "bottom"):
+        grid.status_at_node[grid.nodes_at_edge(edge)] = grid.BC_NODE_IS_CLOSED
+    of = OverlandFlow(grid, mannings_n=0.03, alpha=0.7, theta=0.8, steep_slopes=True)
+    of.overland_flow()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        of.overland_flow()
+    el = time.perf_counter() - t0
+    return {"steps": steps, "loop_s": el, "rate": n * n * steps / el}
+
+
+def memory_per_cell(n: int) -> float:
+    """tracemalloc peak bytes per cell over a whole simulate() call (set-up, loop, outputs)."""
+    from models.flood import simulate
+
+    z = plane(n)
+    h0 = np.full(z.shape, DEPTH)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    simulate(z, DX, 2 * _dt(DEPTH + 0.01), h0=h0, boundary="closed", manning=0.03)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak / z.size
+
+
+def swe_benchmark(cells: int, steps: int = 10, repeat: int = 3) -> dict:
+    """The wet case on a square grid of about ``cells`` cells (for bench.hydro)."""
+    n = max(16, int(round(np.sqrt(cells))))
+    run_wet(64, 3)  # warm-up: numba cache load
+    runs = [run_wet(n, steps) for _ in range(repeat)]
+    return {"cells": n * n, "steps": runs[0]["steps"],
+            "cell_steps_per_s": statistics.median(r["rate"] for r in runs),
+            "cell_steps_per_cpu_s": statistics.median(r["cpu_rate"] for r in runs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=2000, help="Grid side in cells (2000 = 4M).")
+    ap.add_argument("--steps", type=int, default=20, help="Steps per timed wet run.")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dry-duration", type=float, default=1800.0, help="Simulated s (dry case).")
+    ap.add_argument("--peer-size", type=int, default=500, help="landlab grid side (0: skip).")
+    ap.add_argument("--peer-steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None, help="numba threads (default: all).")
+    args = ap.parse_args()
+    import numba
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    n = args.size
+    print(f"grid {n} x {n} = {n * n:,} cells, {numba.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f}; median of {args.repeat}", flush=True)
+    run_wet(64, 3)  # numba cache load / compilation, untimed
+    run_dry(64, 60.0)
+
+    wet = [run_wet(n, args.steps) for _ in range(args.repeat)]
+    rate = statistics.median(r["rate"] for r in wet)
+    cpu_rate = statistics.median(r["cpu_rate"] for r in wet)
+    print(f"wet: {rate / 1e6:8.1f} M cell-steps/s (loop, wall clock); "
+          f"{cpu_rate / 1e6:.1f} M cell-steps per CPU-second; {wet[0]['steps']} steps; "
+          f"volume error {max(abs(r['volume_error']) for r in wet):.1e}", flush=True)
+
+    dry = [run_dry(n, args.dry_duration) for _ in range(args.repeat)]
+    d_active = statistics.median(r["active_rate"] for r in dry)
+    d_grid = statistics.median(r["grid_rate"] for r in dry)
+    print(f"dry: {d_active / 1e6:8.1f} M active cell-steps/s; {d_grid / 1e6:.1f} M grid "
+          f"cell-steps/s equivalent; active {dry[0]['active_fraction']:.1%} of cell-steps, "
+          f"wet {dry[0]['wet_fraction']:.1%} of cells at the end; {dry[0]['steps']} steps; "
+          f"volume error {max(abs(r['volume_error']) for r in dry):.1e}", flush=True)
+
+    if args.peer_size:
+        peer = run_landlab(args.peer_size, args.peer_steps)
+        if peer is None:
+            print("landlab: not installed")
+        else:
+            print(f"landlab OverlandFlow {args.peer_size} x {args.peer_size}: "
+                  f"{peer['rate'] / 1e6:8.2f} M cell-steps/s ({peer['steps']} steps, "
+                  f"{peer['loop_s']:.1f} s); ours / landlab = {rate / peer['rate']:.1f}x "
+                  f"(wet case)", flush=True)
+    mem = memory_per_cell(n)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"memory: {mem:.1f} bytes/cell peak (tracemalloc, whole simulate call); process peak "
+          f"RSS {rss / 1e6:.0f} MB = {rss / (n * n):.0f} bytes/cell")
+
+
+if __name__ == "__main__":
+    main()
