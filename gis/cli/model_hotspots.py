@@ -91,11 +91,14 @@ def _severity_weights(text: str | None) -> dict[str, float] | None:
               "gaussian"]), default="quartic", show_default=True, help="NKDE kernel.")
 @click.option("--hex-size", type=click.FloatRange(min=1.0), default=500.0, show_default=True,
               help="Hexagon circumradius (m) when there are no roads.")
+@click.option("--speed", "speed_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Speed observations (points or lines with 'speed' km/h, "
+              "optional 'free_flow'): marks jam-prone corridors beside the hot spots.")
 @click.option("--bbox", default=None, metavar="MINLON,MINLAT,MAXLON,MAXLAT",
               help="Only crashes and roads in this box (CRS84).")
 @click.pass_context
 def command(ctx, crash_files, roads, store, out, method, lixel, bandwidth, snap_tolerance,
-            permutations, seed, null, weights, severity_weights, fdr, time_bin, kernel, hex_size, bbox):
+            permutations, seed, null, weights, severity_weights, fdr, time_bin, kernel, hex_size, speed_file, bbox):
     """Crash hot spots on road lixels: Gi*, local Moran, network KDE, emerging hot spots.
 
     \b
@@ -112,6 +115,16 @@ def command(ctx, crash_files, roads, store, out, method, lixel, bandwidth, snap_
     box = _bbox(bbox)
     crashes_in, read_summary = load_crashes(crash_files, store, box)
     roads_in = load_roads(roads, store, box)
+    speed = None
+    if speed_file:
+        import geopandas as gpd
+
+        try:
+            speed = gpd.read_file(speed_file)
+        except Exception as err:
+            raise DataError(f"cannot read the speed layer: {err}", path=speed_file) from err
+        if speed.crs is None:
+            raise DataError("the speed layer has no CRS", path=speed_file)
     params = HotspotParams(method=method, lixel=lixel, bandwidth=bandwidth,
                            snap_tolerance=snap_tolerance, permutations=permutations, seed=seed,
                            null=null,
@@ -122,6 +135,8 @@ def command(ctx, crash_files, roads, store, out, method, lixel, bandwidth, snap_
     stages = list(STAGES["network" if roads_in is not None else "grid"])
     if method in ("nkde", "emerging"):
         stages.append("kernel density" if method == "nkde" else "emerging")
+    if speed_file:
+        stages.append("jams")
     with tqdm(total=len(stages), desc="hotspots", unit="step", file=sys.stderr,
               disable=not progress_enabled(ctx)) as bar:
         def progress(name):
@@ -130,7 +145,7 @@ def command(ctx, crash_files, roads, store, out, method, lixel, bandwidth, snap_
             bar.set_postfix_str(name)
 
         result = run_hotspots(crashes_in, roads_in, params, progress=progress,
-                              read_summary=read_summary)
+                              read_summary=read_summary, speed=speed)
         bar.update(bar.total - bar.n)
     result.summary["inputs"] = {"crashes": list(crash_files) or f"{store}:crashes",
                                 "roads": roads or (f"{store}:roads" if store else None),
@@ -245,6 +260,11 @@ def write_map(path, result, store: str | None) -> None:
                                       {"color": colours[value], "linewidth": 2.2,
                                        "edgecolor": colours[value],
                                        "facecolor": colours[value]}))
+    if "jam_corridor" in cells.columns:
+        jams = cells[cells["jam_corridor"] >= 0]
+        if len(jams):
+            vectors.insert(1, MapVectors(jams, "jam-prone corridor",
+                                         {"color": "#7b3294", "linewidth": 5.0, "alpha": 0.35}))
     pts = result.crashes[result.crashes["cell"] >= 0]
     if len(pts):
         vectors.append(MapVectors(pts, "crashes", {"color": "k", "markersize": 2}))

@@ -63,6 +63,8 @@ class HotspotParams:
         kernel: NKDE kernel.
         hex_size: Hexagon circumradius, metres, when there are no roads.
         planar: Node every road crossing (see :func:`build_lixels`).
+        jam_threshold, jam_min_length: Jam-prone corridors from a speed layer
+            (:mod:`.jams`).
     """
 
     method: str = "gi"
@@ -81,6 +83,8 @@ class HotspotParams:
     kernel: str = "quartic"
     hex_size: float = 500.0
     planar: bool = False
+    jam_threshold: float = 0.5
+    jam_min_length: float = 300.0
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -111,7 +115,8 @@ class HotspotResult:
 def run_hotspots(crashes: gpd.GeoDataFrame, roads: gpd.GeoDataFrame | None,
                  params: HotspotParams | None = None,
                  progress: Callable[[str], None] | None = None,
-                 read_summary: dict[str, Any] | None = None) -> HotspotResult:
+                 read_summary: dict[str, Any] | None = None,
+                 speed: gpd.GeoDataFrame | None = None) -> HotspotResult:
     """Run the model.
 
     Args:
@@ -121,6 +126,8 @@ def run_hotspots(crashes: gpd.GeoDataFrame, roads: gpd.GeoDataFrame | None,
         params: Parameters (defaults: Gi*, 100 m lixels, 300 m band, 999 permutations).
         progress: Called with the name of each stage as it starts.
         read_summary: What the reader reported (rows, skipped rows...), copied into the summary.
+        speed: Optional speed observations (``speed`` km/h, optional ``free_flow``): marks
+            jam-prone corridors beside the hot spots (network variant only).
     """
     params = params or HotspotParams()
     params.check()
@@ -264,6 +271,26 @@ def run_hotspots(crashes: gpd.GeoDataFrame, roads: gpd.GeoDataFrame | None,
                                "categories": {c: int(cats.get(c, 0)) for c in CATEGORIES
                                               if cats.get(c, 0)}}
         lap("emerging")
+    if speed is not None:
+        if net is None:
+            raise DataError("jam-prone corridors need a road network")
+        from models.hotspots.jams import jam_corridors
+
+        step("jams")
+        jams = jam_corridors(net, speed, params.snap_tolerance, params.jam_threshold,
+                             params.jam_min_length)
+        cells["speed_kmh"] = jams["speed"]
+        cells["congestion"] = jams["congestion"]
+        cells["jam_corridor"] = jams["corridor"]
+        hot = cells["class"].to_numpy() > 0 if params.method != "moran" else \
+            cells["class"].to_numpy() == 1
+        summary["jams"] = {k: jams[k] for k in ("corridors", "corridor_km", "observations",
+                                                "unsnapped")}
+        summary["jams"].update({"threshold": params.jam_threshold,
+                                "min_length_m": params.jam_min_length,
+                                "hot_cells_in_corridors": int((hot & (jams["corridor"] >= 0))
+                                                              .sum())})
+        lap("jams")
     summary["timings_s"] = timings
     used = pts.copy()
     used["cell"] = cell

@@ -154,3 +154,28 @@ def test_process_on_demo_store(demo_store):
     small = HotspotsProcessor({"name": "hotspots", "store": str(demo_store), "max_lixels": 10})
     with pytest.raises(ProcessorExecuteError, match="lixels"):
         small.execute({})
+    graded = HotspotsProcessor({"name": "hotspots", "store": str(demo_store),
+                                "allowed_layers": ["roads", "buildings"]})
+    with pytest.raises(ProcessorExecuteError, match="crashes"):
+        graded.execute({})
+
+
+def test_demo_with_speed_layer(demo_store, tmp_path):
+    from gis.store import open_store
+
+    roads = open_store(str(demo_store)).read("roads")
+    lines = roads.geometry.values
+    pts = shapely.line_interpolate_point(lines, 0.5, normalized=True)
+    slow = (roads["class"] == "trunk").to_numpy()
+    speed = gpd.GeoDataFrame({"speed": np.where(slow, 20.0, 70.0), "free_flow": 80.0},
+                             geometry=pts, crs=roads.crs)
+    src = tmp_path / "speed.gpkg"
+    speed.to_file(src, driver="GPKG")
+    res = _run("--store", demo_store, "--out", tmp_path / "o", "--speed", src,
+               "--permutations", 99)
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    cells = gpd.read_file(tmp_path / "o" / "hotspots.gpkg", layer="hotspots")
+    assert s["jams"]["observations"] == len(roads) and s["jams"]["corridors"] >= 1
+    jam_roads = set(cells.loc[cells["jam_corridor"] >= 0, "road"])
+    assert jam_roads <= set(np.flatnonzero(slow))

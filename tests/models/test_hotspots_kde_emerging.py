@@ -194,3 +194,33 @@ def test_hex_grid_cells_and_weights():
     ref.sort_indices()
     assert (abs(ref - w) > 0).nnz == 0
     assert np.bincount(np.diff(w.indptr)).argmax() == 6
+
+
+# --- jam-prone corridors -------------------------------------------------------------------------
+
+
+def test_jam_corridors_from_speeds():
+    from models.hotspots.jams import jam_corridors
+
+    net = build_lixels(_roads([[(0, 0), (3000, 0)], [(3000, 0), (3000, 2000)]]), 100.0)
+    x = np.arange(25.0, 3000, 50.0)
+    speed = np.where((x > 1000) & (x < 1600), 30.0, 90.0)  # a 600 m slow stretch
+    y = np.arange(25.0, 2000, 50.0)
+    speed_b = np.where((y > 900) & (y < 1000), 20.0, 90.0)  # one slow lixel: not a corridor
+    pts = shapely.points(np.r_[np.c_[x, np.zeros_like(x)], np.c_[np.full_like(y, 3000), y]])
+    obs = gpd.GeoDataFrame({"speed": np.r_[speed, speed_b], "free_flow": 100.0},
+                           geometry=pts, crs="EPSG:3826")
+    out = jam_corridors(net, obs, threshold=0.5, min_length=300)
+    assert out["corridors"] == 1
+    assert out["corridor_km"] == pytest.approx(0.6)
+    mids = net.lixels.geometry.interpolate(0.5, normalized=True)
+    inside = (mids.x > 1000) & (mids.x < 1600) & (mids.y == 0)
+    np.testing.assert_array_equal(out["corridor"] >= 0, inside.to_numpy())
+    np.testing.assert_allclose(out["congestion"][inside.to_numpy()], 0.7)
+    # without a free-flow column: the 85th percentile of each lixel's own observations
+    t = np.tile(np.r_[np.full(9, 90.0), 20.0], len(x))  # mostly free, jams 1 time in 10
+    many = gpd.GeoDataFrame({"speed": t}, geometry=np.repeat(pts[:len(x)], 10),
+                            crs="EPSG:3826")
+    out2 = jam_corridors(net, many)
+    assert out2["corridors"] == 0
+    np.testing.assert_allclose(np.nanmax(out2["congestion"]), 1 - 83.0 / 90.0)

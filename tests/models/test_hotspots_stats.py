@@ -190,3 +190,26 @@ def test_total_permutation_exact_enumeration():
     # an island under the total null is its own value against all values
     p_island = (y >= y[3]).mean()
     assert abs(ge[3] / perms - p_island) < 5 * math.sqrt(p_island * (1 - p_island) / perms)
+
+
+@pytest.mark.parametrize("null", ["conditional", "total"])
+def test_weighted_permutations_exact_enumeration(null):
+    """Unequal weights take the general path: every ordered draw of values onto the weighted
+    neighbours (and, under the total null, the site itself) is equally likely."""
+    y = np.array([5.0, 4.0, 1.0, 9.0, 0.5, 2.0, 7.0])
+    n = len(y)
+    w = sparse.lil_matrix((n, n))
+    w[0, [1, 2, 3]] = [1.0, 2.0, 0.5]
+    weights = np.array([1.0, 2.0, 0.5])
+    obs = weights @ y[[1, 2, 3]]
+    if null == "total":
+        obs += 0.7 * y[0]
+        draws = np.array(list(itertools.permutations(y, 4)))
+        sums = 0.7 * draws[:, 0] + draws[:, 1:] @ weights
+    else:
+        draws = np.array(list(itertools.permutations(np.delete(y, 0), 3)))
+        sums = draws @ weights
+    perms = 40_000
+    ge, le = permutation_counts(w.tocsr(), y, perms, seed=2, null=null, self_weight=0.7)
+    for count, p in ((ge[0], (sums >= obs - 1e-9).mean()), (le[0], (sums <= obs + 1e-9).mean())):
+        assert abs(count / perms - p) < 5 * math.sqrt(p * (1 - p) / perms), (count / perms, p)
