@@ -115,11 +115,17 @@ def hydro_available() -> bool:
                 "specific_catchment_area"))
 
 
-def dinf_slope_sca(dem: np.ndarray, dx: float, dy: float | None = None, *, with_sca: bool = True
+def dinf_slope_sca(dem: np.ndarray, dx: float, dy: float | None = None, *, with_sca: bool = True,
+                   edge_contamination: bool = True
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """D-infinity slope (tangent), flow angle and specific catchment area (m) of a DEM through
     the hydrology core: fill depressions, Tarboton (1997) facet directions, D-infinity
     accumulation, a = contributing cells x dx (TauDEM AreaDinf's convention).
+
+    TauDEM's conventions at the edges: cells on the grid border or next to nodata get no
+    direction (their slope, angle and area are NaN), and with ``edge_contamination`` (TauDEM's
+    default) a cell's area is NaN when a neighbour of it, or of any cell draining to it, has no
+    direction: part of its catchment may lie off the grid, so its area is unknown.
 
     Returns:
         (slope float32 (NaN where undefined), angle float32 (radians, NaN where undefined),
@@ -130,20 +136,32 @@ def dinf_slope_sca(dem: np.ndarray, dx: float, dy: float | None = None, *, with_
     """
     if not hydro_available():
         raise ImportError("models.hydro (the D-infinity hydrology core) is not available")
+
     from models import hydro
 
     dy = dx if dy is None else dy
-    filled = hydro.fill_depressions(np.asarray(dem, dtype=np.float32))
+    z = np.asarray(dem, dtype=np.float32)
+    filled = hydro.fill_depressions(z)
     angle, slope = hydro.dinf_directions(filled, dx, dy)
-    angle = np.asarray(angle, dtype=np.float32)
-    slope = np.asarray(slope, dtype=np.float32).copy()
-    undefined = ~(angle >= 0) | np.isnan(slope)
+    ring = _ring(np.isfinite(filled))
+    undefined = ring | ~(np.asarray(angle) >= 0) | np.isnan(slope)
+    angle = np.where(undefined, -1.0, angle).astype(np.float32)
+    slope = np.where(undefined, np.nan, slope).astype(np.float32)
     if not with_sca:
-        slope[undefined] = np.nan
         return slope, np.where(undefined, np.nan, angle).astype(np.float32), None
     acc = hydro.accumulate_dinf(angle)
     sca = np.asarray(hydro.specific_catchment_area(acc, dx), dtype=np.float32).copy()
-    slope[undefined] = np.nan
-    angle = np.where(undefined, np.nan, angle).astype(np.float32)
-    sca[undefined | ~(sca > 0)] = np.nan
-    return slope, angle, sca
+    bad = undefined | ~(sca > 0)
+    if edge_contamination:
+        seed = _ring(~undefined) & ~undefined         # cells with a neighbour without direction
+        bad |= hydro.accumulate_dinf(angle, weights=seed.astype(np.float64)) > 0
+    sca[bad] = np.nan
+    return slope, np.where(undefined, np.nan, angle).astype(np.float32), sca
+
+
+def _ring(valid: np.ndarray) -> np.ndarray:
+    """Cells that are invalid, on the grid border, or next to an invalid cell (8-neighbours)."""
+    from scipy import ndimage
+
+    padded = np.pad(~valid, 1, constant_values=True)
+    return ndimage.binary_dilation(padded, structure=np.ones((3, 3), bool))[1:-1, 1:-1]
