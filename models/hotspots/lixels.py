@@ -31,6 +31,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from numba import njit
 from pyproj import CRS
 
 from gis.errors import DataError
@@ -247,37 +248,84 @@ def _lixelize(lines: np.ndarray, road_idx: np.ndarray, length: float, tol: float
     pieces = np.maximum(1, np.round(seg_len / length)).astype(np.int64)
     seg_ptr = np.r_[0, np.cumsum(pieces)]
     n = int(seg_ptr[-1])
-    lix_from = np.empty(n, np.int64)
-    lix_to = np.empty(n, np.int64)
-    start_m = np.empty(n)
-    end_m = np.empty(n)
-    geoms = np.empty(n, dtype=object)
     coords, cidx = shapely.get_coordinates(lines, return_index=True)
     bounds = np.searchsorted(cidx, np.arange(nseg + 1))
-    next_node = n_nodes
-    for s in range(nseg):
-        xy = coords[bounds[s]:bounds[s + 1]]
-        cum = np.r_[0.0, np.cumsum(np.hypot(*np.diff(xy, axis=0).T))]
-        k = pieces[s]
-        cuts = np.linspace(0.0, cum[-1], k + 1)
-        base = seg_ptr[s]
-        for j in range(k):
-            geoms[base + j] = _cut(xy, cum, cuts[j], cuts[j + 1]) if k > 1 else xy
-        start_m[base:base + k] = cuts[:-1]
-        end_m[base:base + k] = cuts[1:]
-        inner = np.arange(next_node, next_node + k - 1)
-        next_node += k - 1
-        lix_from[base:base + k] = np.r_[seg_from[s], inner]
-        lix_to[base:base + k] = np.r_[inner, seg_to[s]]
-    lens = end_m - start_m
+    out_xy, offsets, start_m, end_m = _cut_lines(coords, bounds, pieces, seg_ptr)
+    # lixel ends: the segment's nodes at its two ends, new nodes at the inner cuts
+    inner_count = pieces - 1
+    inner_ptr = np.r_[0, np.cumsum(inner_count)]
+    next_node = n_nodes + int(inner_ptr[-1])
+    j = np.arange(n) - np.repeat(seg_ptr[:-1], pieces)  # position of the lixel in its segment
     seg_of = np.repeat(np.arange(nseg), pieces)
+    inner_id = n_nodes + np.repeat(inner_ptr[:-1], pieces) + j  # node at the lixel's far end
+    lix_from = np.where(j == 0, seg_from[seg_of], inner_id - 1)
+    lix_to = np.where(j == pieces[seg_of] - 1, seg_to[seg_of], inner_id)
+    lens = end_m - start_m
     frame = gpd.GeoDataFrame(
         pd.DataFrame({"lixel": np.arange(n), "segment": seg_of, "road": road_idx[seg_of],
                       "start_m": start_m, "end_m": end_m, "length": lens}),
-        geometry=shapely.linestrings(np.concatenate(geoms),
-                                     indices=np.repeat(np.arange(n), [len(g) for g in geoms])),
+        geometry=shapely.linestrings(out_xy, indices=np.repeat(np.arange(n), np.diff(offsets))),
         crs=crs)
     return LixelNetwork(frame, lix_from, lix_to, seg_from, seg_to, seg_len, seg_ptr, next_node)
+
+
+@njit(cache=True)
+def _cut_lines(coords, bounds, pieces, seg_ptr):
+    """Cut each polyline ``s`` (vertices ``coords[bounds[s]:bounds[s+1]]``) into ``pieces[s]``
+    equal parts; returns the parts' vertices, their offsets, and start/end distances."""
+    nseg = len(pieces)
+    n = seg_ptr[nseg]
+    out = np.empty((len(coords) + 2 * n, 2))
+    offsets = np.zeros(n + 1, np.int64)
+    start_m = np.empty(n)
+    end_m = np.empty(n)
+    q = 0
+    for s in range(nseg):
+        a0 = bounds[s]
+        m = bounds[s + 1] - a0
+        cum = np.zeros(m)
+        for v in range(1, m):
+            dx = coords[a0 + v, 0] - coords[a0 + v - 1, 0]
+            dy = coords[a0 + v, 1] - coords[a0 + v - 1, 1]
+            cum[v] = cum[v - 1] + np.sqrt(dx * dx + dy * dy)
+        total = cum[m - 1]
+        k = pieces[s]
+        u = 0  # current edge: cum[u] <= position <= cum[u + 1]
+        for j in range(k):
+            li = seg_ptr[s] + j
+            a = total * j / k
+            b = total if j == k - 1 else total * (j + 1) / k
+            start_m[li] = a
+            end_m[li] = b
+            if j == 0:
+                out[q, 0] = coords[a0, 0]
+                out[q, 1] = coords[a0, 1]
+            else:
+                out[q, 0] = out[q - 1, 0]  # the previous part's end
+                out[q, 1] = out[q - 1, 1]
+            q += 1
+            while u < m - 2 and cum[u + 1] <= a:
+                u += 1
+            w = u + 1
+            while w < m - 1 and cum[w] < b:
+                out[q, 0] = coords[a0 + w, 0]
+                out[q, 1] = coords[a0 + w, 1]
+                q += 1
+                w += 1
+            if j == k - 1:
+                out[q, 0] = coords[a0 + m - 1, 0]
+                out[q, 1] = coords[a0 + m - 1, 1]
+            else:
+                e = u
+                while e < m - 2 and cum[e + 1] < b:
+                    e += 1
+                seg = cum[e + 1] - cum[e]
+                t = (b - cum[e]) / seg if seg > 0 else 0.0
+                out[q, 0] = coords[a0 + e, 0] + t * (coords[a0 + e + 1, 0] - coords[a0 + e, 0])
+                out[q, 1] = coords[a0 + e, 1] + t * (coords[a0 + e + 1, 1] - coords[a0 + e, 1])
+            q += 1
+            offsets[li + 1] = q
+    return out[:q].copy(), offsets, start_m, end_m
 
 
 @dataclass

@@ -40,6 +40,14 @@ def test_lixels_cover_the_roads():
     assert net.lengths.min() > 66 and net.lengths.max() < 134
     # lixel geometry lengths equal their recorded lengths; lixels are in segment order
     np.testing.assert_allclose(shapely.length(net.lixels.geometry.values), net.lengths)
+    # every node id names one place: lixel ends that share a node id coincide
+    ends = np.r_[shapely.get_coordinates(shapely.get_point(net.lixels.geometry.values, 0)),
+                 shapely.get_coordinates(shapely.get_point(net.lixels.geometry.values, -1))]
+    nodes = np.r_[net.lix_from, net.lix_to]
+    first = {}
+    for node, xy in zip(nodes.tolist(), ends):
+        assert np.hypot(*(xy - first.setdefault(node, xy))) < 0.5
+    assert len(first) == net.n_nodes
     # the T junction split the east arm: a node of degree 3 at (500, 0)
     deg = np.bincount(np.r_[net.seg_from, net.seg_to])
     assert sorted(deg[deg != 2].tolist()) == [1, 1, 1, 1, 1, 1, 3, 3, 4]
