@@ -12,6 +12,7 @@ from models.hydro.accumulate import (
     outflow_dinf,
     specific_catchment_area,
 )
+from models.hydro.breach import breach_depressions
 from models.hydro.fill import fill_depressions
 from models.hydro.flowdir import d8_directions, dinf_directions, resolve_flats
 from models.hydro.hand import hand
@@ -21,6 +22,7 @@ from models.hydro.watershed import catchment
 __all__ = [
     "accumulate_d8",
     "accumulate_dinf",
+    "breach_depressions",
     "catchment",
     "d8_directions",
     "dinf_directions",
