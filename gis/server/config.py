@@ -91,7 +91,7 @@ def build_config(store_uri: str, *, tiles_dir: str | os.PathLike | None = None,
         else:
             resources[name] = _coverage_collection(store_uri, name, record)
     resources[CATALOG_ID] = _catalog_collection(store_uri, records)
-    resources.update(_processes(store_uri))
+    resources.update(_processes(store_uri, records))
     return {
         "server": {
             "bind": {"host": "127.0.0.1", "port": 5000},
@@ -270,9 +270,19 @@ def _catalog_collection(store_uri, records) -> dict[str, Any]:
     }
 
 
-def _processes(store_uri) -> dict[str, Any]:
+#: Decision-model processes: processor class and the store layers each reads. A process is
+#: published when the store has its layers, at the highest grade among them (what a model derives
+#: from a layer is graded like the layer), with the ``standard`` charge class (priced per run).
+MODEL_PROCESSES = {
+    "flood": ("gis.server.processes.flood.FloodProcessor", ("dem",)),
+}
+
+
+def _processes(store_uri, records: dict[str, dict]) -> dict[str, Any]:
     """The decision-model processes (each reads the store it is configured with)."""
-    return {
+    from gis.server.access.grades import Grades
+
+    out: dict[str, Any] = {
         "exposure": {
             "type": "process",
             "processor": {"name": "gis.server.processes.exposure.ExposureProcessor",
@@ -281,6 +291,15 @@ def _processes(store_uri) -> dict[str, Any]:
             "charge_class": "free",
         },
     }
+    ranks = {g: i for i, g in enumerate(Grades.load().names)}
+    for pid, (processor, needs) in MODEL_PROCESSES.items():
+        if not all(n in records for n in needs):
+            continue
+        grade = max((_grade(records[n])["access_grade"] for n in needs), key=ranks.__getitem__)
+        out[pid] = {"type": "process",
+                    "processor": {"name": processor, "store": str(store_uri)},
+                    "access_grade": grade, "charge_class": "standard"}
+    return out
 
 
 def _metadata(title: str) -> dict[str, Any]:

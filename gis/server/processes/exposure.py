@@ -14,6 +14,7 @@ import shapely
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
 from gis.errors import NgisError
+from gis.server.processes.common import OnlyLayers
 from gis.store import open_store
 from models.exposure import DEFAULT_LAYERS, exposure
 
@@ -81,7 +82,7 @@ class ExposureProcessor(BaseProcessor):
         try:
             store = open_store(self.store_uri)
             if self.allowed is not None:
-                store = _OnlyLayers(store, self.allowed)
+                store = OnlyLayers(store, self.allowed)
             result = exposure(store, geom, layers=layers)
         except NgisError as err:
             raise ProcessorExecuteError(str(err))
@@ -103,24 +104,3 @@ def _metadata(allowed: frozenset[str] | None) -> dict:
         meta["inputs"]["layers"]["schema"]["default"] = default
         meta["keywords"] = ["exposure", "hazard", *default]
     return meta
-
-
-class _OnlyLayers:
-    """A store whose other layers do not exist (for :func:`models.exposure.exposure`)."""
-
-    def __init__(self, store, allowed: frozenset[str]):
-        self._store = store
-        self._allowed = allowed
-
-    def layers(self):
-        return [name for name in self._store.layers() if name in self._allowed]
-
-    def record(self, name):
-        if name not in self._allowed:
-            raise KeyError(name)
-        return self._store.record(name)
-
-    def read(self, name, *args, **kwargs):
-        if name not in self._allowed:
-            raise KeyError(name)
-        return self._store.read(name, *args, **kwargs)

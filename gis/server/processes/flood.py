@@ -1,0 +1,190 @@
+"""OGC API Process ``flood``: the flood model of ``ngis model flood`` over an area of the base map.
+
+The DEM is the store's (the window under the area, at most ``max_cells`` cells); buildings, roads
+and pipelines come from the store, limited to the layers the client's grade may see (the
+graded-access projection sets ``allowed_layers``; a hidden layer is a layer the store lacks).
+Runs synchronously, or as a job with ``Prefer: respond-async`` (clients with a key).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import shapely
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+from pyproj import Transformer
+
+from gis.errors import NgisError
+from gis.server.processes.common import (OnlyLayers, allowed_layers, dem_for_area,
+                                         features_crs84, number, read_area)
+
+IMPACT_LAYERS = ("buildings", "roads", "pipelines")
+
+PROCESS_METADATA = {
+    "version": "1.0.0",
+    "id": "flood",
+    "title": {"en": "Flood hazard and its impacts on the base map"},
+    "description": {"en": "2D local-inertial flood model driven by rain (with SCS curve-number "
+                          "or constant losses) or inflows, or HAND inundation for a river stage, "
+                          "over the base map's DEM; returns warning areas (WRA depth classes) and "
+                          "the buildings, roads, pipelines and shelters affected."},
+    "jobControlOptions": ["sync-execute", "async-execute"],
+    "keywords": ["flood", "hazard", "inundation", "HAND", "shallow water"],
+    "links": [],
+    "inputs": {
+        "area": {"title": "Area", "description": "Polygon (GeoJSON geometry, CRS84).",
+                 "schema": {"type": "object", "contentMediaType": "application/geo+json"},
+                 "minOccurs": 1, "maxOccurs": 1},
+        "mode": {"title": "Mode", "schema": {"type": "string", "enum": ["rain", "inflow", "hand"],
+                                             "default": "rain"},
+                 "minOccurs": 0, "maxOccurs": 1},
+        "rain_mm": {"title": "Rain per step (mm)",
+                    "schema": {"type": "array", "items": {"type": "number", "minimum": 0}},
+                    "minOccurs": 0, "maxOccurs": 1},
+        "rain_step_s": {"title": "Rain step (s)",
+                        "schema": {"type": "number", "exclusiveMinimum": 0, "default": 3600},
+                        "minOccurs": 0, "maxOccurs": 1},
+        "curve_number": {"title": "SCS curve number (losses); none: all rain runs off",
+                         "schema": {"type": "number", "minimum": 1, "maximum": 100},
+                         "minOccurs": 0, "maxOccurs": 1},
+        "inflows": {"title": "Inflows",
+                    "description": "Objects {lon, lat, radius_m, q_m3s}.",
+                    "schema": {"type": "array", "items": {"type": "object"}},
+                    "minOccurs": 0, "maxOccurs": 1},
+        "duration_s": {"title": "Simulated time (s)",
+                       "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 172800},
+                       "minOccurs": 0, "maxOccurs": 1},
+        "manning": {"title": "Manning's n", "schema": {"type": "number", "default": 0.03},
+                    "minOccurs": 0, "maxOccurs": 1},
+        "buildings": {"title": "Buildings in the water's way",
+                      "schema": {"type": "string", "enum": ["block", "raise", "none"],
+                                 "default": "block"},
+                      "minOccurs": 0, "maxOccurs": 1},
+        "stage_m": {"title": "HAND mode: river stage (m)", "schema": {"type": "number"},
+                    "minOccurs": 0, "maxOccurs": 1},
+    },
+    "outputs": {
+        "flood": {"title": "Summary, warning areas and affected features",
+                  "schema": {"type": "object", "contentMediaType": "application/json"}},
+    },
+    "example": {"inputs": {
+        "area": {"type": "Polygon", "coordinates": [[[120.61, 24.05], [120.625, 24.05],
+                                                     [120.625, 24.062], [120.61, 24.062],
+                                                     [120.61, 24.05]]]},
+        "mode": "rain", "rain_mm": [20, 60, 90, 40], "curve_number": 80, "duration_s": 18000}},
+}
+
+
+class FloodProcessor(BaseProcessor):
+    """Runs :func:`models.flood.run.run_flood` on the configured store's DEM."""
+
+    def __init__(self, processor_def):
+        self.allowed = allowed_layers(processor_def)
+        meta = copy.deepcopy(PROCESS_METADATA)
+        super().__init__(processor_def, meta)
+        self.store_uri = processor_def["store"]
+        self.max_cells = int(processor_def.get("max_cells", 250_000))
+
+    def execute(self, data, outputs=None):
+        from gis.io.hyetograph import Hyetograph
+        from gis.store import open_store
+        from models.flood import CurveNumber, building_mask, raise_buildings
+        from models.flood.run import run_flood
+
+        area = read_area(data)
+        mode = data.get("mode", "rain")
+        if mode not in ("rain", "inflow", "hand"):
+            raise ProcessorExecuteError("input 'mode' must be rain, inflow or hand")
+        try:
+            dem = dem_for_area(self.store_uri, area, max_cells=self.max_cells)
+            store = OnlyLayers(open_store(self.store_uri), self.allowed)
+            to_grid = Transformer.from_crs(4326, dem.crs, always_xy=True)
+            area_grid = shapely.transform(area, lambda xy: np.column_stack(
+                to_grid.transform(xy[:, 0], xy[:, 1])))
+            layers = _layers(store, dem, area_grid)
+            rain = None
+            if mode == "rain":
+                depths = data.get("rain_mm")
+                if not isinstance(depths, list) or not depths or not all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                        for v in depths):
+                    raise ProcessorExecuteError("input 'rain_mm' must be a non-empty array of "
+                                                "numbers >= 0 (mm per step)")
+                step = number(data, "rain_step_s", 3600.0, lo=1.0, hi=86400.0)
+                rain = Hyetograph(np.arange(len(depths) + 1) * step,
+                                  np.asarray(depths, dtype="float64"), source="request")
+            cn = number(data, "curve_number", None, lo=1.0, hi=100.0)
+            inflows = [_inflow(v, to_grid) for v in data.get("inflows") or []]
+            z = dem.data
+            blocked = None
+            how = data.get("buildings", "block")
+            if how not in ("block", "raise", "none"):
+                raise ProcessorExecuteError("input 'buildings' must be block, raise or none")
+            if how != "none" and len(layers.get("buildings", [])):
+                mask = building_mask(layers["buildings"], dem.transform, z.shape)
+                if how == "raise":
+                    z = raise_buildings(z, mask, 3.0)
+                else:
+                    blocked = mask
+            result = run_flood(
+                z, dem.transform, dem.crs, mode=mode,
+                duration_s=number(data, "duration_s", None, lo=1.0, hi=172800.0),
+                rain=rain, loss=CurveNumber(cn) if cn is not None else None, inflows=inflows,
+                manning=number(data, "manning", 0.03, lo=0.001, hi=1.0), blocked=blocked,
+                stage=number(data, "stage_m", None, lo=0.0, hi=100.0), layers=layers)
+        except NgisError as err:
+            raise ProcessorExecuteError(str(err))
+        return "application/json", {"id": "flood", "value": _document(result)}
+
+    def __repr__(self):
+        return f"<FloodProcessor {self.store_uri}>"
+
+
+def _inflow(value, to_grid):
+    from models.flood import Inflow
+
+    if not isinstance(value, dict):
+        raise ProcessorExecuteError("each inflow is an object {lon, lat, radius_m, q_m3s}")
+    try:
+        lon, lat = float(value["lon"]), float(value["lat"])
+        radius, q = float(value.get("radius_m", 10.0)), float(value["q_m3s"])
+    except (KeyError, TypeError, ValueError):
+        raise ProcessorExecuteError("each inflow needs numbers lon, lat, q_m3s (radius_m)")
+    x, y = to_grid.transform(lon, lat)
+    return Inflow(x, y, radius, q)
+
+
+def _layers(store, dem, area_grid) -> dict:
+    from pyproj import CRS
+
+    records = {r["id"]: r for r in store.catalog()}
+    out = {}
+    for name in IMPACT_LAYERS:
+        if name not in store.layers():
+            continue
+        layer_crs = CRS.from_user_input(records.get(name, {}).get("crs") or dem.crs)
+        box = Transformer.from_crs(dem.crs, layer_crs, always_xy=True).transform_bounds(
+            *area_grid.bounds)
+        frame = store.read(name, bbox=box).to_crs(dem.crs)
+        out[name] = frame[frame.intersects(area_grid)]
+    return out
+
+
+def _document(result) -> dict:
+    impacts = result.impacts
+    affected = {}
+    for name, cols in (("buildings", ("id", "name", "usage", "max_depth", "depth_class")),
+                       ("roads", ("id", "name", "class", "max_depth", "flooded_length_m")),
+                       ("pipelines", ("id", "utility", "max_depth", "flooded_length_m")),
+                       ("shelters", ("id", "name", "max_depth", "flooded", "cut_off",
+                                     "reachable_buildings"))):
+        if name in impacts:
+            frame = impacts[name]
+            affected[name] = [{c: (v.item() if isinstance(v, np.generic) else v)
+                               for c, v in row.items()}
+                              for row in frame[[c for c in cols if c in frame]].to_dict("records")]
+    return {"summary": result.summary,
+            "warning_areas": features_crs84(result.warning_areas, ("class", "class_name",
+                                                                    "area_m2")),
+            "affected": affected}
