@@ -945,7 +945,14 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
                     rmsk = 0
                     excess_vol = float(ex_mm) / 1000.0 * area * n_normal
                 else:
-                    ex = np.where(normal, np.asarray(ex_mm, dtype="float64"), 0.0)
+                    ex = np.asarray(ex_mm, dtype="float64")
+                    if ex.shape != z.shape:
+                        raise DataError(f"loss parameters have shape {ex.shape}, the DEM "
+                                        f"{z.shape}", field="loss")
+                    if not np.all(np.isfinite(ex[normal])):
+                        raise DataError("loss parameters must be finite on every valid cell",
+                                        field="loss")
+                    ex = np.where(normal, ex, 0.0)
                     rain_arr = _padded(ex / 1000.0 / (e1 - e0), 0.0, np.float64)
                     rmsk = -1
                     excess_vol = float(ex.sum()) / 1000.0 * area

@@ -79,3 +79,14 @@ def test_constant_loss_in_the_model_matches_series():
     res = simulate(z, 1.0, 1200.0, rain=rain, loss=loss, boundary="closed", forcing_dt=600.0)
     ref = excess_series(rain.edges_s, rain.depth_mm, loss).sum() / 1000 * 100
     assert res.volume.rain_excess == pytest.approx(ref, rel=1e-9)
+
+
+def test_loss_grid_must_match_the_dem():
+    z = np.zeros((4, 4), np.float32)
+    rain = Hyetograph.uniform(50.0, 600.0)
+    with pytest.raises(DataError):
+        simulate(z, 1.0, 600.0, rain=rain, loss=CurveNumber(np.full((3, 3), 80.0)))
+    cn = np.full((4, 4), 80.0)
+    cn[1, 1] = np.nan
+    with pytest.raises(DataError):
+        simulate(z, 1.0, 600.0, rain=rain, loss=CurveNumber(cn))
