@@ -98,6 +98,7 @@ def command():
 
     \b
     $ ngis model hydro fill --dem dem.tif --out filled.tif [--epsilon] [--sea-level 0]
+    $ ngis model hydro fill --dem dem.tif --out breached.tif --breach
     $ ngis model hydro flowdir --dem dem.tif --out d8.tif [--method dinf]
     $ ngis model hydro accumulate --dem dem.tif --out acc.tif [--method dinf --sca]
     $ ngis model hydro hand --dem dem.tif --out hand.tif --threshold 1000
@@ -112,22 +113,36 @@ def command():
               help="Priority-Flood+epsilon: filled cells get a strictly draining gradient.")
 @click.option("--nodata-wall", is_flag=True,
               help="Nodata cells are walls, not outlets (default: nodata such as the sea drains).")
+@click.option("--breach", is_flag=True,
+              help="Breach instead of filling: cut a channel from each pit along the lowest "
+                   "way out (Lindsay 2016 complete breaching).")
 @click.pass_context
-def fill_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, epsilon, nodata_wall):
-    """Fill depressions (Priority-Flood, Barnes 2014 / Zhou 2016; bit-identical to RichDEM)."""
+def fill_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, epsilon, nodata_wall, breach):
+    """Fill depressions (Priority-Flood, Barnes 2014 / Zhou 2016; bit-identical to RichDEM),
+    or breach them (--breach)."""
     from models import hydro
 
+    if breach and epsilon:
+        raise click.UsageError("--breach already makes every cell drain; drop --epsilon")
     src = _read(dem, dem_crs)
     steps = _Steps(ctx, 2, "fill")
-    with steps("fill"):
-        filled = hydro.fill_depressions(src.data, epsilon=epsilon, sea_level=sea_level,
-                                        nodata_is_outlet=not nodata_wall)
+    with steps("breach" if breach else "fill"):
+        if breach:
+            filled = hydro.breach_depressions(src.data, sea_level=sea_level,
+                                              nodata_is_outlet=not nodata_wall)
+        else:
+            filled = hydro.fill_depressions(src.data, epsilon=epsilon, sea_level=sea_level,
+                                            nodata_is_outlet=not nodata_wall)
+    raised = int(np.sum(filled > src.data))
+    lowered = int(np.sum(filled < src.data))
     with steps("write"):
         _write(out, filled.astype(np.float32), src, np.nan,
-               {"model": "ngis hydro fill", "epsilon": str(epsilon), "units": "m",
-                "raised_cells": str(int(np.sum(filled > src.data)))})
+               {"model": "ngis hydro fill", "method": "breach" if breach else "fill",
+                "epsilon": str(epsilon), "units": "m", "raised_cells": str(raised),
+                "lowered_cells": str(lowered)})
     steps.close()
-    _echo_done(out, f"filled ({int(np.sum(filled > src.data))} cells raised)")
+    _echo_done(out, f"{'breached' if breach else 'filled'} ({raised} cells raised, "
+                    f"{lowered} lowered)")
 
 
 @command.command("flowdir")

@@ -54,6 +54,17 @@ def test_fill_writes_a_cog_on_the_dem_grid(dem_path, tmp_path):
     assert int(tags["raised_cells"]) >= 1
 
 
+def test_fill_breach(dem_path, tmp_path):
+    out = tmp_path / "breached.tif"
+    res = run("fill", "--dem", dem_path, "--out", out, "--breach")
+    assert res.exit_code == 0, res.output
+    data, _, tags = read(out)
+    with rasterio.open(dem_path) as ds:
+        z = ds.read(1, masked=True).filled(np.nan)
+    assert np.array_equal(data[0], hydro.breach_depressions(z), equal_nan=True)
+    assert tags["method"] == "breach" and int(tags["lowered_cells"]) >= 1
+
+
 def test_flowdir_accumulate_hand_watershed(dem_path, tmp_path):
     with rasterio.open(dem_path) as ds:
         z = ds.read(1, masked=True).filled(np.nan)
@@ -94,6 +105,7 @@ def test_flowdir_accumulate_hand_watershed(dem_path, tmp_path):
     (["watershed", "--dem", "DEM", "--pour-point", "0,0"], "outside the DEM"),
     (["watershed", "--dem", "DEM", "--pour-point", "abc"], "expected X,Y"),
     (["accumulate", "--dem", "DEM", "--sca"], "--sca needs --method dinf"),
+    (["fill", "--dem", "DEM", "--breach", "--epsilon"], "drop --epsilon"),
 ])
 def test_bad_input_is_one_line_and_exit_1(dem_path, tmp_path, args, message):
     args = [str(dem_path) if a == "DEM" else a for a in args]
