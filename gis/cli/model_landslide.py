@@ -63,6 +63,8 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
               help="Monte Carlo draws per cell (fs).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--terrain", is_flag=True, help="Also write slope, aspect, curvatures, sca, twi.")
+@click.option("--edge-contamination/--no-edge-contamination", default=True, show_default=True,
+              help="SCA undefined where the catchment may reach off the grid (TauDEM's rule).")
 @click.option("--min-cells", type=click.IntRange(1), default=4, show_default=True,
               help="Warning areas: patches (and holes) smaller than this many cells are merged "
               "into their surroundings.")
@@ -71,7 +73,7 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
 @click.pass_context
 def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slope_path, sca_path,
             rain, drain_hours, report_hours, inventory, label, factors, model, cv_repeats, draws, seed, terrain,
-            min_cells, store):
+            edge_contamination, min_cells, store):
     """Landslide hazard: stability rasters, warning areas, summary and map in OUT.
 
     \b
@@ -91,7 +93,8 @@ def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slop
 
     src = read_projected_dem(dem, crs=dem_crs)
     kwargs: dict = {"method": method, "seed": seed, "n_draws": draws, "terrain": terrain,
-                    "model": model, "drain_h": drain_hours, "cv_repeats": cv_repeats, "min_cells": min_cells}
+                    "model": model, "drain_h": drain_hours, "cv_repeats": cv_repeats, "min_cells": min_cells,
+                    "edge_contamination": edge_contamination}
     kwargs["recharge"] = parse_recharge(recharge)
     if params_path and method in ("sinmap", "shalstab", "fs"):
         kwargs["regions"] = parse_calibration(_read_text(params_path, "params"),

@@ -54,7 +54,7 @@ class LandslideResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _terrain(dem, dx, dy, slope, sca, need_sca, notes):
+def _terrain(dem, dx, dy, slope, sca, need_sca, notes, edge_contamination=True):
     """(slope tan, sca m, source note): given rasters win, else the hydrology core, else
     Zevenbergen-Thorne slope with no SCA."""
     src = {}
@@ -66,7 +66,8 @@ def _terrain(dem, dx, dy, slope, sca, need_sca, notes):
                         "hydrology core (models.hydro) is not available here; pass --sca",
                         field="sca")
     if hydro_available() and (slope is None or (need_sca and sca is None)):
-        d_slope, _, d_sca = dinf_slope_sca(dem, dx, dy, with_sca=need_sca and sca is None)
+        d_slope, _, d_sca = dinf_slope_sca(dem, dx, dy, with_sca=need_sca and sca is None,
+                                           edge_contamination=edge_contamination)
         if slope is None:
             slope, src["slope"] = d_slope, "D-infinity (models.hydro)"
         if sca is None and d_sca is not None:
@@ -94,6 +95,7 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
                   rain: tuple[np.ndarray, np.ndarray] | None = None, rain_start: Any = None,
                   transient_params: Any = None, drain_h: float = 0.0,
                   report_h: tuple[float, ...] = (), min_cells: int = 4,
+                  edge_contamination: bool = True,
                   observations: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                   factors: tuple[np.ndarray, list[str]] | None = None,
                   model: str = "logistic", n_draws: int = 1000, seed: int = 0,
@@ -113,6 +115,8 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             (stack, names) on the DEM grid.
         assets: Base-map layers (GeoDataFrames) to intersect with the warning areas.
         terrain: Also return the terrain factors (slope, aspect, curvatures, sca, twi).
+        edge_contamination: Leave the SCA undefined where part of the catchment may lie off
+            the grid (TauDEM's default; turn off for small grids cut around one slope).
         min_cells: Minimum mapping unit of the warning areas: patches of high/very high hazard
             (and holes in them) smaller than this many cells (8-connected) are merged into their
             surroundings before polygonising (1 = keep every cell).
@@ -145,7 +149,8 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
     if need_slope:
         step("terrain")
         slope, sca, src = _terrain(dem, dx, dy, slope, sca, need_sca and method != "transient"
-                                   and method != "susceptibility", notes)
+                                   and method != "susceptibility", notes, edge_contamination)
+        src["edge_contamination"] = edge_contamination
         if slope.shape != dem.shape or (sca is not None and sca.shape != dem.shape):
             raise DataError("slope/sca rasters must be on the DEM grid", field="sca")
         summary["terrain"] = src

@@ -172,8 +172,8 @@ def test_process_on_an_uploaded_grid():
     if not hydro_available():
         method = "transient"
         extra = {"rain_mm": [30.0] * 24, "soil": {"cohesion_pa": 500, "phi_deg": 30}}
-    else:
-        method, extra = "sinmap", {}
+    else:   # a grid cut around one valley: every catchment reaches the edge
+        method, extra = "sinmap", {"edge_contamination": False}
     mime, out = proc.execute({"method": method, "grid": grid, **extra})
     assert mime == "application/json" and sca is None
     fc = out["warning_areas"]
@@ -254,7 +254,8 @@ def test_cli_methods_on_the_hydrology_core(demo_store, tmp_path):
     np.testing.assert_allclose(q[np.isfinite(q)], q_ref[np.isfinite(q_ref)], rtol=1e-6)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["terrain"] == {"slope": "D-infinity (models.hydro)",
-                                  "sca": "D-infinity (models.hydro)"}
+                                  "sca": "D-infinity (models.hydro)",
+                                  "edge_contamination": True}
     out = tmp_path / "fs"
     res = _run("--dem", demo_store, "--out", out, "--method", "fs", "--draws", "50",
                "--seed", "3", "--slope", tmp_path / "sh" / "slope.tif",

@@ -61,6 +61,11 @@ PROCESS_METADATA = {
         "soil": {"title": "Soil parameters for transient", "description": "Any of cohesion_pa, "
                  "phi_deg, gamma_s, ks, d0, depth, water_table, izlt.",
                  "schema": {"type": "object"}, "minOccurs": 0, "maxOccurs": 1},
+        "edge_contamination": {"title": "Edge contamination", "description": "Leave the "
+                               "catchment area undefined where it may reach off the grid "
+                               "(TauDEM's rule); false for a small grid cut around one slope.",
+                               "schema": {"type": "boolean", "default": True},
+                               "minOccurs": 0, "maxOccurs": 1},
         "draws": {"title": "Monte Carlo draws (fs)", "schema": {
             "type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
             "minOccurs": 0, "maxOccurs": 1},
@@ -106,6 +111,10 @@ class LandslideProcessor(BaseProcessor):
                 if not isinstance(data["parameters"], str):
                     raise ProcessorExecuteError("input 'parameters' must be the table as text")
                 kwargs["regions"] = parse_calibration(data["parameters"], path="parameters")
+            edge = data.get("edge_contamination", True)
+            if not isinstance(edge, bool):
+                raise ProcessorExecuteError("input 'edge_contamination' must be true or false")
+            kwargs["edge_contamination"] = edge
             if method == "fs":
                 kwargs["n_draws"] = _int(data, "draws", 200, 1, 5000)
                 kwargs["seed"] = _int(data, "seed", 0, 0, 2**62)
