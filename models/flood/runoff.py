@@ -46,6 +46,7 @@ def scs_excess_mm(p_mm, cn, ia_ratio: float = 0.2):
     pe = np.maximum(p - ia, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(pe > 0.0, pe * pe / (pe + s), 0.0)
+    q = np.where(np.isnan(pe), np.nan, q)  # a missing CN stays missing (simulate rejects it)
     return q if q.ndim else float(q)
 
 
