@@ -138,16 +138,13 @@ def _to_keys(z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """int32 keys ordered like ``z`` (padded, flat): NaN -> WALL, -inf -> SINK.
 
     float32: the bit pattern made monotone (negative values have their magnitude bits
-    flipped), computed in place on a view. float64: ranks of the distinct values (the filled
-    surface depends only on the order of the elevations), mapped back by :func:`_from_keys`.
+    flipped), in place on a view (no extra memory). float64: ranks of the distinct values (the
+    filled surface depends only on the order of the elevations), mapped back by
+    :func:`_from_keys`.
     """
     if z.dtype == np.float32:
-        nan = np.isnan(z)
-        ninf = z == -np.inf
         k = z.view(np.int32)
-        k ^= (k >> 31) & np.int32(0x7FFFFFFF)
-        k[nan] = WALL
-        k[ninf] = SINK
+        _bits_to_keys(k)
         return k, None
     finite = np.isfinite(z)
     values, ranks = np.unique(z[finite], return_inverse=True)
@@ -160,18 +157,41 @@ def _to_keys(z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 def _from_keys(k: np.ndarray, values: np.ndarray | None) -> np.ndarray:
     """Inverse of :func:`_to_keys` (walls back to NaN, sinks to -inf)."""
     if values is None:
-        wall = k == WALL
-        sink = k == SINK
-        k ^= (k >> 31) & np.int32(0x7FFFFFFF)
-        z = k.view(np.float32)
-        z[wall] = np.nan
-        z[sink] = -np.inf
-        return z
+        _keys_to_bits(k)
+        return k.view(np.float32)
     z = np.full(k.shape, np.nan, values.dtype)
     ok = (k != WALL) & (k != SINK)
     z[ok] = values[k[ok]]
     z[k == SINK] = -np.inf
     return z
+
+
+NEG_INF_BITS = np.int32(-0x800000)  # 0xFF800000, float32 -inf
+NAN_BITS = np.int32(0x7FC00000)
+
+
+@njit(cache=True)
+def _bits_to_keys(k):
+    for i in range(k.shape[0]):
+        v = k[i]
+        if (v & 0x7F800000) == 0x7F800000 and (v & 0x007FFFFF) != 0:
+            k[i] = WALL
+        elif v == NEG_INF_BITS:
+            k[i] = SINK
+        else:
+            k[i] = v ^ ((v >> 31) & 0x7FFFFFFF)
+
+
+@njit(cache=True)
+def _keys_to_bits(k):
+    for i in range(k.shape[0]):
+        v = k[i]
+        if v == WALL:
+            k[i] = NAN_BITS
+        elif v == SINK:
+            k[i] = NEG_INF_BITS
+        else:
+            k[i] = v ^ ((v >> 31) & 0x7FFFFFFF)
 
 
 @njit(cache=True, inline="always")
