@@ -9,7 +9,8 @@ whole or not at all):
 - ``snapshots/depth_<seconds>s.tif`` for ``--snapshot`` times;
 - ``warning_areas.gpkg`` (depth classes over 0.3 m), ``impacts.gpkg`` (buildings over 0.3 m,
   impassable roads, pipelines under water, shelters and their status);
-- ``summary.json`` and ``map.png`` (depth over a hillshade, impacts drawn on it).
+- ``summary.json`` and ``map.png`` (depth over a hillshade, impacts drawn on it);
+- HAND mode: ``rating_curves.csv`` (stage, section, discharge per reach) and ``reaches.csv``.
 """
 
 from __future__ import annotations
@@ -266,6 +267,8 @@ def write_result(result, out: str, *, dem: np.ndarray, title_note: str = "") -> 
             pyogrio.write_dataframe(_plain_columns(frame), tmp / "impacts.gpkg", layer=name,
                                     driver="GPKG", append=(tmp / "impacts.gpkg").exists())
         write_json(tmp / "summary.json", result.summary)
+        for name, table in result.tables.items():
+            table.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
         depth = result.rasters["max_depth"]
         shown = np.where(np.nan_to_num(depth) >= DEPTH_CLASSES[0][0], depth, np.nan)
         bounds = [b for b, _ in DEPTH_CLASSES] + [np.inf]

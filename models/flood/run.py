@@ -45,6 +45,7 @@ class FloodRun:
     impacts: dict[str, gpd.GeoDataFrame]
     summary: dict[str, Any]
     snapshots: dict[float, np.ndarray] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)   # name -> DataFrame (CSV)
 
 
 def depth_classes(depth: np.ndarray) -> np.ndarray:
@@ -87,6 +88,7 @@ def run_flood(z: np.ndarray, transform: Affine, crs, *, mode: str = "rain",
         raise DataError("the flood model needs square cells; resample the DEM", field="dem")
     dx = float(abs(transform.a))
     snapshots: dict[float, np.ndarray] = {}
+    tables: dict[str, Any] = {}
     if mode in ("rain", "inflow"):
         from models.flood import simulate
 
@@ -126,6 +128,7 @@ def run_flood(z: np.ndarray, transform: Affine, crs, *, mode: str = "rain",
             wse = np.where(depth > 0, z + depth, np.nan).astype("float32")
         rasters = {"max_depth": depth, "max_wse": wse, "hand": inund.hand}
         model = {"mode": "hand", **inund.summary}
+        tables = {"rating_curves": inund.rating_curves, "reaches": inund.reaches}
     else:
         raise DataError(f"mode must be rain, inflow or hand, not {mode!r}", field="mode")
 
@@ -150,4 +153,4 @@ def run_flood(z: np.ndarray, transform: Affine, crs, *, mode: str = "rain",
         "impacts": impact_summary,
     }
     return FloodRun(rasters=rasters, transform=transform, crs=crs, warning_areas=areas,
-                    impacts=impacts, summary=summary, snapshots=snapshots)
+                    impacts=impacts, summary=summary, snapshots=snapshots, tables=tables)

@@ -93,3 +93,30 @@ def test_bad_inputs_name_the_file_and_field(tmp_path):
                                  "--inflow", "1,2,3", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "X,Y,RADIUS,Q" in r.output
     assert not any(p.name.startswith(".o.") for p in tmp_path.iterdir())
+
+
+def test_hand_mode_writes_hand_and_rating_curves(tmp_path):
+    dem, transform, z = _valley(tmp_path, n=80)
+    r = CliRunner().invoke(cli, ["-q", "model", "flood", "--dem", str(dem), "--mode", "hand",
+                                 "--discharge", "5", "--stream-area", "0.01",
+                                 "--out", str(tmp_path / "hand")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "hand"
+    with rasterio.open(out / "hand.tif") as src:
+        hand = src.read(1)
+    with rasterio.open(out / "max_depth.tif") as src:
+        depth = src.read(1)
+    import pandas as pd
+
+    reaches = pd.read_csv(out / "reaches.csv")
+    curves = pd.read_csv(out / "rating_curves.csv")
+    assert len(reaches) >= 1 and set(curves["reach"]) == set(reaches["reach"])
+    # Where it is wet, the water surface is level across the valley: depth + HAND = stage.
+    main = int(reaches.sort_values("cells").iloc[-1]["reach"])
+    stage = float(reaches.loc[reaches["reach"] == main, "stage_m"].iloc[0])
+    wet = (depth > 0) & np.isfinite(hand)
+    assert wet.any()
+    assert len(reaches) == 1      # one valley, one reach
+    np.testing.assert_allclose((depth + hand)[wet], stage, atol=1e-3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["mode"] == "hand" and summary["model"]["reaches"] == len(reaches)
