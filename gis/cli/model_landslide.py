@@ -59,6 +59,8 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
               show_default=True, help="Susceptibility classifier that makes the map.")
 @click.option("--cv-repeats", type=click.IntRange(1), default=5, show_default=True,
               help="Spatial cross-validation partitions (susceptibility).")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Cross-validate both classifiers (susceptibility), not only --model.")
 @click.option("--draws", type=click.IntRange(1), default=1000, show_default=True,
               help="Monte Carlo draws per cell (fs).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
@@ -72,7 +74,7 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
               "roads, rail and pipelines they touch.")
 @click.pass_context
 def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slope_path, sca_path,
-            rain, drain_hours, report_hours, inventory, label, factors, model, cv_repeats, draws, seed, terrain,
+            rain, drain_hours, report_hours, inventory, label, factors, model, cv_repeats, compare, draws, seed, terrain,
             edge_contamination, min_cells, store):
     """Landslide hazard: stability rasters, warning areas, summary and map in OUT.
 
@@ -93,7 +95,7 @@ def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slop
 
     src = read_projected_dem(dem, crs=dem_crs)
     kwargs: dict = {"method": method, "seed": seed, "n_draws": draws, "terrain": terrain,
-                    "model": model, "drain_h": drain_hours, "cv_repeats": cv_repeats, "min_cells": min_cells,
+                    "model": model, "drain_h": drain_hours, "cv_repeats": cv_repeats, "min_cells": min_cells, "compare": compare,
                     "edge_contamination": edge_contamination}
     kwargs["recharge"] = parse_recharge(recharge)
     if params_path and method in ("sinmap", "shalstab", "fs"):
@@ -250,7 +252,7 @@ def _observations(path, label, stack, src, seed):
     import geopandas as gpd
     from rasterio.features import rasterize
 
-    from models.landslide.susceptibility import sample_absences, sample_stack
+    from models.landslide.susceptibility import check_inventory, sample_absences, sample_stack
 
     try:
         inv = gpd.read_file(path)
@@ -288,6 +290,7 @@ def _observations(path, label, stack, src, seed):
         return sample_stack(stack, r, c), y, np.column_stack([xs, ys])
     # presences only: points -> their cells; polygons -> the cells they cover
     shapes = [(g, 1) for g in inv.geometry if g is not None and not g.is_empty]
+    check_inventory(len(shapes), int(valid.sum()))            # landslides, not their cells
     pres = rasterize(shapes, out_shape=valid.shape, transform=src.transform, fill=0,
                      all_touched=True, dtype="uint8").astype(bool) & valid
     pr, pc = np.nonzero(pres)

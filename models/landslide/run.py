@@ -99,7 +99,7 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
                   observations: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                   factors: tuple[np.ndarray, list[str]] | None = None,
                   model: str = "logistic", n_draws: int = 1000, seed: int = 0,
-                  cv_repeats: int = 5,
+                  cv_repeats: int = 5, compare: bool = True,
                   assets: Mapping[str, Any] | None = None, terrain: bool = False,
                   progress: Callable[[str, int, int], None] | None = None) -> LandslideResult:
     """Run one method on a DEM grid (metres, NaN = nodata).
@@ -256,6 +256,7 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
         X, y, xy = observations
         res = susceptibility(stack, names, X, y, xy, model=model, seed=seed,
                              repeats=cv_repeats,
+                             compare=("logistic", "forest") if compare else (model,),
                              progress=lambda s: step(s))
         levels = res.classes
         rasters["susceptibility"] = (res.probability, {"model": f"{model} regression"

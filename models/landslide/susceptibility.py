@@ -117,8 +117,13 @@ def spatial_folds(xy: np.ndarray, k: int = 5, *, method: str = "kmeans", seed: i
 
 
 def _check_size(y: np.ndarray, k: int) -> None:
-    n1 = int((y == 1).sum())
-    n0 = int((y == 0).sum())
+    check_inventory(int((y == 1).sum()), int((y == 0).sum()), k)
+
+
+def check_inventory(n1: int, n0: int, k: int = 5) -> None:
+    """Refuse fewer than max(20, 2k) landslides or non-landslides: k spatial folds of a
+    handful of events give an AUC that means nothing. Polygon inventories count landslides
+    (polygons), not the cells they cover."""
     need = max(MIN_PER_CLASS, 2 * k)
     if n1 < need or n0 < need:
         raise DataError(f"inventory too small for {k}-fold spatial cross-validation: "

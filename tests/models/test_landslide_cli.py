@@ -150,6 +150,38 @@ def test_cli_susceptibility_ecuador(shared_data, tmp_path):
     assert np.nanmin(prob) >= 0 and np.nanmax(prob) <= 1
 
 
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cli_susceptibility_presence_only_polygons(shared_data, tmp_path):
+    """Landslide polygons without absences: absences are sampled outside them (seeded)."""
+    ta = shared_data("ecuador-landslides-lsl", "ta.tif")
+    with rasterio.open(ta) as ds:
+        profile = ds.profile | {"count": 1}
+        elev = ds.read(4)
+    dem = tmp_path / "elev.tif"
+    with rasterio.open(dem, "w", **profile) as dst:
+        dst.write(elev, 1)
+    lsl = gpd.read_file(shared_data("ecuador-landslides-lsl", "lsl.geojson"))
+    polys = lsl[lsl["lslpts"].astype(bool)][["geometry"]].copy()
+    polys["geometry"] = polys.buffer(12.0)                          # ~ 3 x 3 cells each
+    inv = tmp_path / "scars.gpkg"
+    polys.to_file(inv)
+    out = tmp_path / "po"
+    res = _run("--dem", dem, "--out", out, "--method", "susceptibility", "--inventory", inv,
+               "--factors", ta, "--cv-repeats", "1", "--no-compare", "--seed", "4")
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())["susceptibility"]
+    assert s["n_presence"] == s["n_absence"] > 175                  # cells of the polygons
+    assert list(s["cross_validation"]) == ["logistic"]
+    assert s["cross_validation"]["logistic"]["auc_mean"] > 0.6          # better than chance
+    # too few landslides: one clear line
+    polys.iloc[:3].to_file(tmp_path / "few.gpkg")
+    res = _run("--dem", dem, "--out", tmp_path / "few", "--method", "susceptibility",
+               "--inventory", tmp_path / "few.gpkg", "--factors", ta)
+    assert res.exit_code == 1 and "inventory too small" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
 # --- OGC API Process ---------------------------------------------------------------------------
 
 def _valley(n=40, cell=10.0):
