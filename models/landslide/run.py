@@ -143,13 +143,13 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
         if progress:
             progress(stage, 0, 1)
 
-    need_sca = method in ("sinmap", "shalstab", "fs") or terrain
+    need_sca = method in ("sinmap", "shalstab", "fs") or (terrain and hydro_available())
     need_slope = method != "susceptibility" or terrain
     src = {}
     if need_slope:
         step("terrain")
-        slope, sca, src = _terrain(dem, dx, dy, slope, sca, need_sca and method != "transient"
-                                   and method != "susceptibility", notes, edge_contamination)
+        slope, sca, src = _terrain(dem, dx, dy, slope, sca, need_sca, notes,
+                                   edge_contamination)
         src["edge_contamination"] = edge_contamination
         if slope.shape != dem.shape or (sca is not None and sca.shape != dem.shape):
             raise DataError("slope/sca rasters must be on the DEM grid", field="sca")
