@@ -225,7 +225,7 @@ def permutation_counts(w, values: np.ndarray, permutations: int, seed: int,
     occ_ptr = np.cumsum(occ_ptr)
     occ_row = (order // width).astype(np.int64)
     occ_col = (order % width).astype(np.int64)
-    return _perm_kernel(m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data, v,
+    return _perm_kernel(m.indptr, m.indices, m.data, v,
                         table, prefix, occ_ptr, occ_row, occ_col,
                         seed64 ^ np.uint64(0x5851F42D4C957F2D), float(self_weight), total)
 
