@@ -143,3 +143,54 @@ def pheap_pop(h, size):
         hole = best
     h[hole] = item
     return top, size
+
+
+# --- the libstdc++ heap again, on packed int64 entries compared by their high 32 bits only -----
+# (key << 32 | index): one array, one load per comparison, and ties still leave in libstdc++'s
+# order because the index bits never take part in a comparison.
+
+@njit(cache=True, inline="always")
+def lheap_push(h, size, item):
+    """Push ``item``; the caller made room. Returns the new size."""
+    hole = size
+    kv = item >> 32
+    while hole > 0:
+        parent = (hole - 1) >> 1
+        if not ((h[parent] >> 32) > kv):
+            break
+        h[hole] = h[parent]
+        hole = parent
+    h[hole] = item
+    return size + 1
+
+
+@njit(cache=True, inline="always")
+def lheap_pop(h, size):
+    """Remove the top (libstdc++ pop_heap); returns (entry, new size)."""
+    top = h[0]
+    size -= 1
+    if size == 0:
+        return top, 0
+    value = h[size]
+    kv = value >> 32
+    length = size
+    hole = 0
+    child = 0
+    while child < (length - 1) // 2:
+        child = 2 * (child + 1)
+        if (h[child] >> 32) > (h[child - 1] >> 32):
+            child -= 1
+        h[hole] = h[child]
+        hole = child
+    if (length & 1) == 0 and child == (length - 2) // 2:
+        child = 2 * (child + 1)
+        h[hole] = h[child - 1]
+        hole = child - 1
+    while hole > 0:
+        parent = (hole - 1) >> 1
+        if not ((h[parent] >> 32) > kv):
+            break
+        h[hole] = h[parent]
+        hole = parent
+    h[hole] = value
+    return top, size

@@ -58,7 +58,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from models.hydro._grid import grow, heap_pop, heap_push, pheap_pop, pheap_push
+from models.hydro._grid import (
+    grow,
+    heap_pop,
+    heap_push,
+    lheap_pop,
+    lheap_push,
+    pheap_pop,
+    pheap_push,
+)
 
 CLOSED = np.uint8(1)
 WALL = np.int32(0x7FFFFFFF)  # key of NaN walls (larger than every elevation's key)
@@ -101,7 +109,10 @@ def fill_depressions(dem: np.ndarray, *, epsilon: bool = False,
     walls = (not nodata_is_outlet) and bool(np.isnan(inner).any())
     flat = zp.reshape(-1)
     if epsilon:
-        _pf_epsilon(flat, nrows, ncols, interior, walls, flat.dtype.type(np.inf))
+        if flat.dtype == np.float32:
+            _pf_epsilon32(flat, nrows, ncols, interior, walls)
+        else:
+            _pf_epsilon(flat, nrows, ncols, interior, walls, flat.dtype.type(np.inf))
         out = inner.copy()
     else:
         keys, values = _to_keys(flat)
@@ -528,3 +539,95 @@ def _pf_epsilon(z, nrows, ncols, interior, walls, inf):
         if not walls:
             break
         hk, hi, size = _seed_walls(z, nrows, ncols, closed, hk, hi, size)
+
+
+@njit(cache=True, inline="always")
+def _fkey(bits):
+    """Monotone key of float32 bits (int32 in an int64): -0.0 -> 0 like +0.0."""
+    if bits == -2147483648:  # -0.0
+        return np.int64(0)
+    return np.int64(bits ^ ((bits >> 31) & 0x7FFFFFFF))
+
+
+@njit(cache=True)
+def _pf_epsilon32(z, nrows, ncols, interior, walls):
+    """:func:`_pf_epsilon` for float32, the queue packed as ``key << 32 | index`` (same order)."""
+    off = _offsets(ncols + 2)
+    closed = _closed_mask(z, nrows, ncols, walls)
+    bits = z.view(np.int32)
+    inf = np.float32(np.inf)
+    heap = np.empty(max(64, 2 * (nrows + ncols)), np.int64)
+    size = 0
+    width = ncols + 2
+    for c in range(1, ncols + 1):
+        for r in (1, nrows):
+            i = r * width + c
+            if closed[i] == 0:
+                closed[i] = CLOSED
+                if size == heap.shape[0]:
+                    heap = grow(heap, size)
+                size = lheap_push(heap, size, (_fkey(bits[i]) << 32) | i)
+    for r in range(2, nrows):
+        for c in (1, ncols):
+            i = r * width + c
+            if closed[i] == 0:
+                closed[i] = CLOSED
+                if size == heap.shape[0]:
+                    heap = grow(heap, size)
+                size = lheap_push(heap, size, (_fkey(bits[i]) << 32) | i)
+    for t in range(interior.shape[0]):
+        i = interior[t]
+        if closed[i] == 0:
+            closed[i] = CLOSED
+            if size == heap.shape[0]:
+                heap = grow(heap, size)
+            size = lheap_push(heap, size, (_fkey(bits[i]) << 32) | i)
+    pit = np.empty(1024, np.int32)
+    head = 0
+    count = 0
+    for attempt in range(2):
+        while size > 0 or count > 0:
+            if count > 0 and size > 0 and (heap[0] >> 32) == _fkey(bits[pit[head]]):
+                item, size = lheap_pop(heap, size)
+                c = item & 0xFFFFFFFF
+            elif count > 0:
+                c = pit[head]
+                head = (head + 1) & (pit.shape[0] - 1)
+                count -= 1
+            else:
+                item, size = lheap_pop(heap, size)
+                c = item & 0xFFFFFFFF
+            up = np.nextafter(z[c], inf)
+            for k in range(8):
+                nb = c + off[k]
+                if closed[nb] != 0:
+                    continue
+                closed[nb] = CLOSED
+                zn = z[nb]
+                if zn == -inf or zn <= up:
+                    if zn != -inf:
+                        z[nb] = up
+                    pit, head = _fifo_put(pit, head, count, nb)
+                    count += 1
+                else:
+                    if size == heap.shape[0]:
+                        heap = grow(heap, size)
+                    size = lheap_push(heap, size, (_fkey(bits[nb]) << 32) | nb)
+        if not walls:
+            break
+        # land cut off by NaN walls drains into them (as _seed_walls)
+        for r in range(1, nrows + 1):
+            for c in range(1, ncols + 1):
+                i = r * width + c
+                if closed[i] != 0:
+                    continue
+                for k in range(8):
+                    j = i + off[k]
+                    rj = j // width
+                    cj = j - rj * width
+                    if np.isnan(z[j]) and 0 < rj <= nrows and 0 < cj <= ncols:
+                        closed[i] = CLOSED
+                        if size == heap.shape[0]:
+                            heap = grow(heap, size)
+                        size = lheap_push(heap, size, (_fkey(bits[i]) << 32) | i)
+                        break
