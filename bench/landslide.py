@@ -105,8 +105,8 @@ def monte_carlo_numpy(slope, sca, p, rmin, rmax, n, seed, rho_w=1000.0):
             w = np.minimum((x1 + (x2 - x1) * rng.random(slope.shape)) / ss, 1.0)
             fails += (c + cs * (1 - w * r) * t < ss)
         pof = (fails / n).astype(np.float32)
-        pof[~(slope >= 0) | ~(sca >= 0)] = np.nan
         pof[slope == 0] = 0.0
+        pof[~(slope >= 0) | ~(sca >= 0)] = np.nan
     return pof
 
 
@@ -262,7 +262,8 @@ def main() -> None:
           f"({d / med['mc-numpy'] / 1e6:6.1f} M draws/s, +{mem['mc-numpy']:5.1f} B/cell) | "
           f"numpy/numba {med['mc-numpy'] / med['mc-numba']:5.1f}x | mean |dP| "
           f"{np.abs(p[ok] - p_np[ok]).mean():.4f} (the random streams differ), mean P "
-          f"{np.nanmean(p):.4f} vs {np.nanmean(p_np):.4f}", flush=True)
+          f"{np.nanmean(p):.4f} vs {np.nanmean(p_np):.4f}, same mask "
+          f"{np.array_equal(np.isnan(p), np.isnan(p_np))}", flush=True)
 
 
 if __name__ == "__main__":
