@@ -113,6 +113,15 @@ def test_monte_carlo_reproducible_bounded_and_consistent_with_bounds():
     p2 = probability_of_failure(slope, sca, regs, recharge=rec, n=200, seed=7)
     p3 = probability_of_failure(slope, sca, regs, recharge=rec, n=200, seed=8)
     assert np.array_equal(p1, p2, equal_nan=True)                   # same seed, same raster
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:                                                            # and whatever the threads
+        p1t = probability_of_failure(slope, sca, regs, recharge=rec, n=200, seed=7)
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(p1, p1t, equal_nan=True)
     assert not np.array_equal(p1, p3, equal_nan=True)
     assert np.isnan(p1[0, 0]) and np.nanmin(p1) >= 0 and np.nanmax(p1) <= 1
     # the deterministic FS at the bounds: least favourable = C, phi, T at their minimum with
