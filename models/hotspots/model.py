@@ -170,7 +170,10 @@ def run_hotspots(crashes: gpd.GeoDataFrame, roads: gpd.GeoDataFrame | None,
 
         step("hexagons")
         pts = to_metric(crashes)
-        cells, w, cell = hex_grid(pts, params.hex_size)
+        try:
+            cells, w, cell = hex_grid(pts, params.hex_size)
+        except ValueError as err:
+            raise DataError(str(err)) from None
         cells = cells.drop(columns=["count", "value"])
         net = snapped = None
         lap("hexagons")
@@ -238,8 +241,11 @@ def run_hotspots(crashes: gpd.GeoDataFrame, roads: gpd.GeoDataFrame | None,
 
         step("kernel density")
         seg = net.lixels["segment"].to_numpy()[cell[ok]]
-        mass = network_kde(net, seg, snapped.position[ok], value_w[ok], params.bandwidth,
-                           params.kernel)
+        try:
+            mass = network_kde(net, seg, snapped.position[ok], value_w[ok], params.bandwidth,
+                               params.kernel)
+        except ValueError as err:  # too many kernel paths: the bandwidth is too wide here
+            raise DataError(str(err)) from None
         cells["nkde_mass"] = mass
         cells["density_per_km"] = mass / net.lengths * 1000.0
         summary["nkde"] = {"kernel": params.kernel, "bandwidth_m": params.bandwidth,
