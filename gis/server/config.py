@@ -275,6 +275,8 @@ def _catalog_collection(store_uri, records) -> dict[str, Any]:
 #: from a layer is graded like the layer), with the ``standard`` charge class (priced per run).
 MODEL_PROCESSES = {
     "flood": ("gis.server.processes.flood.FloodProcessor", ("dem",)),
+    "landslide": ("gis.server.processes.landslide.LandslideProcessor", ("dem",)),
+    "hotspots": ("gis.server.processes.hotspots.HotspotsProcessor", ("roads", "crashes")),
 }
 
 

@@ -47,17 +47,27 @@ def _links(body: bytes, ctype: str) -> list[str]:
     return out
 
 
+def _process_metadata(resource: dict) -> dict:
+    import importlib
+
+    module, _, _ = resource["processor"]["name"].rpartition(".")
+    return importlib.import_module(module).PROCESS_METADATA
+
+
 def _forbidden(s, grade: str) -> list[str]:
     """Ids, titles and keywords of the resources hidden from ``grade`` (keywords shared with a
     visible resource are not secrets)."""
     full = yaml.safe_load(s.config.read_text())["resources"]
     rank = {"public": 0, "agency": 1, "restricted": 2}
-    visible_words = {k.lower() for r in full.values()
+    visible_words = {k.lower() for name, r in full.items()
                      if rank.get(r.get("access_grade"), 2) <= rank[grade]
-                     for k in r.get("keywords") or []}
+                     for k in [name, *(r.get("keywords") or [])]}
     words = []
     for name, r in full.items():
         if rank.get(r.get("access_grade"), 2) > rank[grade]:
+            if r.get("type") == "process":   # title and keywords live in the processor
+                meta = _process_metadata(r)
+                r = {**r, "title": meta["title"]["en"], "keywords": meta.get("keywords")}
             words += [name, r["title"]]
             words += [k for k in r.get("keywords") or [] if k.lower() not in visible_words]
     return [w.lower() for w in words]
@@ -118,7 +128,8 @@ def test_crawl_finds_everything_visible(graded_server):
     """The crawler is not blind: as restricted, the words the others must not see are there."""
     s = graded_server
     seen_text = []
-    for path in ("/collections?f=json", "/collections/catalog/items?f=json&limit=50"):
+    for path in ("/collections?f=json", "/collections/catalog/items?f=json&limit=50",
+                 "/processes?f=json"):
         seen_text.append(s.fetch(path, "restricted")[2].decode().lower())
     text = "\n".join(seen_text)
     assert all(w in text for w in _forbidden(s, "public"))

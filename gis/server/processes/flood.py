@@ -28,7 +28,7 @@ PROCESS_METADATA = {
     "description": {"en": "2D local-inertial flood model driven by rain (with SCS curve-number "
                           "or constant losses) or inflows, or HAND inundation for a river stage, "
                           "over the base map's DEM; returns warning areas (WRA depth classes) and "
-                          "the buildings, roads, pipelines and shelters affected."},
+                          "the base-map features affected: {layers} and shelters."},
     "jobControlOptions": ["sync-execute", "async-execute"],
     "keywords": ["flood", "hazard", "inundation", "HAND", "shallow water"],
     "links": [],
@@ -69,10 +69,11 @@ PROCESS_METADATA = {
                   "schema": {"type": "object", "contentMediaType": "application/json"}},
     },
     "example": {"inputs": {
-        "area": {"type": "Polygon", "coordinates": [[[120.61, 24.05], [120.625, 24.05],
-                                                     [120.625, 24.062], [120.61, 24.062],
-                                                     [120.61, 24.05]]]},
-        "mode": "rain", "rain_mm": [20, 60, 90, 40], "curve_number": 80, "duration_s": 18000}},
+        "area": {"type": "Polygon", "coordinates": [[[120.6130, 24.0620], [120.6160, 24.0620],
+                                                     [120.6160, 24.0645], [120.6130, 24.0645],
+                                                     [120.6130, 24.0620]]]},
+        "mode": "rain", "rain_mm": [30, 60], "rain_step_s": 600, "curve_number": 80,
+        "duration_s": 1200}},
 }
 
 
@@ -82,6 +83,10 @@ class FloodProcessor(BaseProcessor):
     def __init__(self, processor_def):
         self.allowed = allowed_layers(processor_def)
         meta = copy.deepcopy(PROCESS_METADATA)
+        # The description names only the layers this grade may see (a layer's existence is
+        # graded too).
+        seen = [n for n in IMPACT_LAYERS if self.allowed is None or n in self.allowed]
+        meta["description"]["en"] = meta["description"]["en"].format(layers=", ".join(seen))
         super().__init__(processor_def, meta)
         self.store_uri = processor_def["store"]
         self.max_cells = int(processor_def.get("max_cells", 250_000))
