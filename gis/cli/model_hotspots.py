@@ -253,13 +253,32 @@ def write_map(path, result, store: str | None) -> None:
     moran = "quadrant" in cells.columns
     colours = QUAD_COLOURS if moran else CLASS_COLOURS
     vectors = [MapVectors(cells, "roads (lixels)", {"color": "#9a9a9a", "linewidth": 0.5})]
-    for value in sorted(colours, key=lambda v: abs(v)):
-        part = cells[cells["class"] == value]
-        if len(part):
-            vectors.append(MapVectors(part, part["class_name"].iloc[0],
-                                      {"color": colours[value], "linewidth": 2.2,
-                                       "edgecolor": colours[value],
-                                       "facecolor": colours[value]}))
+    title = "Crash hot spots"
+    if "density_per_km" in cells.columns:  # network KDE: density along the roads
+        dense = cells[cells["density_per_km"] > 0]
+        if len(dense):
+            vectors.append(MapVectors(dense, "crash density (darker = denser)",
+                                      {"column": "density_per_km", "cmap": "YlOrRd",
+                                       "linewidth": 2.0}))
+        title = "Crash density on the network (equal-split NKDE)"
+    elif "category" in cells.columns:  # emerging hot spots: one colour per category
+        from matplotlib import colormaps
+
+        cats = [c for c in dict.fromkeys(cells["category"]) if c != "no pattern detected"]
+        for n, cat in enumerate(sorted(cats)):
+            cmap = colormaps["Reds" if "hot" in cat else "Blues"]
+            colour = cmap(0.45 + 0.55 * (n % 8) / 8)
+            vectors.append(MapVectors(cells[cells["category"] == cat], cat,
+                                      {"color": colour, "linewidth": 2.2}))
+        title = "Emerging crash hot spots"
+    else:
+        for value in sorted(colours, key=lambda v: abs(v)):
+            part = cells[cells["class"] == value]
+            if len(part):
+                vectors.append(MapVectors(part, part["class_name"].iloc[0],
+                                          {"color": colours[value], "linewidth": 2.2,
+                                           "edgecolor": colours[value],
+                                           "facecolor": colours[value]}))
     if "jam_corridor" in cells.columns:
         jams = cells[cells["jam_corridor"] >= 0]
         if len(jams):
@@ -273,7 +292,7 @@ def write_map(path, result, store: str | None) -> None:
     note = (f"method {p['method']}, lixel {p['lixel']} m, band {p['bandwidth']} m, "
             f"{p['permutations']} permutations (seed {p['seed']}), FDR {p['fdr']}; "
             f"{s['crashes']['snapped']} crashes, {s['crashes']['unsnapped']} unsnapped")
-    hazard_map(path, dem, transform, crs, None, title="Crash hot spots", label="class",
+    hazard_map(path, dem, transform, crs, None, title=title, label="class",
                vectors=vectors, note=note)
 
 
