@@ -174,6 +174,8 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
         levels = _SINMAP_LEVEL[cls]
         rasters["si"] = (si, {"model": "SINMAP (Pack et al. 1998)", "units": "stability index"})
         rasters["sat"] = (sat, {"model": "SINMAP saturation", "units": "w (<1), 2, 3"})
+        rasters["si_class"] = (cls, {"classes": ", ".join(f"{k} {v}" for k, v in
+                                                          SI_CLASSES.items())})
         summary["parameters"] = params
         summary["si_classes"] = {name: int((cls == k).sum()) for k, name in SI_CLASSES.items()}
         map_layer = si
