@@ -192,7 +192,7 @@ def _rating_curves(hand, reach, bed, cell_area, reaches, stages, manning) -> pd.
         n = k.astype(np.float64)
         volume = cell_area * (n * stages - np.where(k > 0, cum_h[np.maximum(k - 1, 0)], 0.0))
         bed_area = np.where(k > 0, b[np.maximum(k - 1, 0)], 0.0)
-        length = float(reaches.at[r, "length_m"])
+        length = max(float(reaches.at[r, "length_m"]), np.sqrt(cell_area))  # one-cell links
         slope = float(reaches.at[r, "slope"])
         area = volume / length
         perimeter = bed_area / length
