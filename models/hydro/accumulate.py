@@ -53,23 +53,6 @@ def _check_dirs(dirs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(dirs)
 
 
-@njit(cache=True, parallel=True)
-def d8_receivers_k(dirs):
-    """Neighbour number (0..7, ESRI order) each cell drains to, 255 for none or off the grid."""
-    nrows, ncols = dirs.shape
-    out = np.empty((nrows, ncols), np.uint8)
-    for r in prange(nrows):
-        for c in range(ncols):
-            k = CODE_TO_K[dirs[r, c]]
-            if k != 255:
-                rr = r + ESRI_DROW[k]
-                cc = c + ESRI_DCOL[k]
-                if rr < 0 or rr >= nrows or cc < 0 or cc >= ncols:
-                    k = 255
-            out[r, c] = k
-    return out
-
-
 @njit(cache=True, inline="always")
 def _offsets_esri(ncols):
     off = np.empty(8, np.int64)
