@@ -352,3 +352,38 @@ def test_snap_pour_points():
     assert snapped.tolist() == [[7, 10], [15, 10], [2, 2]]
     with pytest.raises(ValueError):
         snap_pour_points([(30, 1)], acc, 2)
+
+
+@pytest.mark.slow  # pysheds compiles its numba kernels on first use
+@pytest.mark.shared_data
+def test_hand_matches_pysheds_big_tujunga(shared_data):
+    """pysheds' compute_hand on our directions and streams: equal wherever it gives a value.
+    It leaves the grid-edge cells and paths that run along the edge undefined (its kernels skip
+    the border), so we only require that it defines no cell that we leave NaN."""
+    pytest.importorskip("pysheds")
+    from pysheds.grid import Grid
+    from pysheds.sview import Raster, ViewFinder
+
+    path = shared_data("bigtujunga-srtm30m", "bigtujunga_srtm30m_utm11.tif")
+    a, _, _ = read(path)
+    filled = fill_depressions(a.astype(np.float32))
+    dirs = d8_directions(filled, 30.0)
+    streams = extract_streams(accumulate_d8(dirs), 500)
+    ours = hand(filled, dirs, streams)
+    grid = Grid.from_raster(str(path))
+    vf = grid.read_raster(str(path)).viewfinder
+
+    def view(nodata):
+        return ViewFinder(affine=vf.affine, shape=vf.shape, crs=vf.crs, nodata=nodata)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = np.asarray(grid.compute_hand(
+            Raster(dirs.astype(np.int64), viewfinder=view(0)),
+            Raster(filled.astype(np.float64), viewfinder=view(np.float64(-9999))),
+            Raster(streams, viewfinder=view(False)), nodata_out=np.float64(-1),
+            dirmap=(64, 128, 1, 2, 4, 8, 16, 32)))
+    both = ~np.isnan(ours) & ~np.isnan(ref) & (ref != -1)
+    assert both.sum() > 740_000  # of 769,671 cells
+    assert np.abs(ours[both] - ref[both]).max() < 1e-3  # float32 vs float64
+    assert not (np.isnan(ours) & ~np.isnan(ref) & (ref != -1)).any()
