@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
@@ -288,44 +289,71 @@ def _velocity_pass(h, z, qx, qy, lo, hi, vmax, hmin, vel_depth):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx):
-    """Pass 2 for row ``j``: scale the outgoing fluxes of cells that would drain below zero."""
+def _limit_factors(hr, zr, qxw, qn, qs, fb, count, c):
+    """Scale factor per cell (1, or avail/outflow for a cell that would drain below zero);
+    ``fb[k+1]`` for cell k, ``fb[0]`` and ``fb[count+1]`` (the row's neighbours) set to 1."""
+    fb[0] = 1.0
+    fb[count + 1] = 1.0
+    for k in range(count):
+        qw = np.float64(qxw[k])
+        qe = np.float64(qxw[k + 1])
+        qnk = np.float64(qn[k])
+        qsk = np.float64(qs[k])
+        out = (max(qe, 0.0) - min(qw, 0.0) + max(qsk, 0.0) - min(qnk, 0.0)) * c
+        avail = hr[k] * (1.0 - _LIMIT_EPS)
+        zc = zr[k]
+        normal = zc > _SINK_TEST and zc < _WALL_TEST
+        fb[k + 1] = avail / out if (normal and out > avail) else 1.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _limit_apply(qxw, qn, qs, fb, count):
+    """Scale each face by its upstream cell's factor: the row's x faces (one writer each), its
+    south faces flowing south and its north faces flowing north (the other rows write the
+    opposite directions, so no face has two writers)."""
+    for k in range(count + 1):  # x faces west of cell 0 .. east of cell count-1
+        q = np.float64(qxw[k])
+        qxw[k] = q * fb[k] if q > 0.0 else q * fb[k + 1]
+    for k in range(count):
+        q = np.float64(qs[k])
+        if q > 0.0:
+            qs[k] = q * fb[k + 1]
+        q = np.float64(qn[k])
+        if q < 0.0:
+            qn[k] = q * fb[k + 1]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _limit_row(j, h, z, qx, qy, lo, hi, flags, fbuf, dt, dx):
+    """Pass 2 for a flagged row ``j``: scale the outgoing fluxes of cells that would drain
+    below zero (two vectorised sweeps through a per-thread row buffer)."""
     if flags[j] == 0:
         return
-    for i in range(lo[j], hi[j]):
-        zc = z[j, i]
-        if zc > _WALL_TEST or zc < _SINK_TEST:
-            continue
-        qe = qx[j, i]
-        qw = qx[j, i - 1]
-        qs = qy[j, i]
-        qn = qy[j - 1, i]
-        out = max(qe, 0.0) - min(qw, 0.0) + max(qs, 0.0) - min(qn, 0.0)
-        if out <= 0.0:
-            continue
-        avail = h[j, i] * (1.0 - _LIMIT_EPS) * dx / dt
-        if out > avail:
-            f = avail / out
-            if qe > 0.0:
-                qx[j, i] = qe * f
-            if qw < 0.0:
-                qx[j, i - 1] = qw * f
-            if qs > 0.0:
-                qy[j, i] = qs * f
-            if qn < 0.0:
-                qy[j - 1, i] = qn * f
+    a = lo[j]
+    b = hi[j]
+    if a >= b:
+        return
+    fb = fbuf[numba.get_thread_id()]
+    # the x face west of cell a belongs to cell a-1 too: include it (outside the span it is dry)
+    _limit_factors(h[j, a:], z[j, a:], qx[j, a - 1:], qy[j - 1, a:], qy[j, a:], fb, b - a,
+                   dt / dx)
+    if a >= 2 and qx[j, a - 1] > 0.0:  # cell a-1 may be outside the span: it is dry then
+        fb[0] = 1.0 if h[j, a - 1] > 0.0 else 0.0
+    if b <= h.shape[1] - 2 and qx[j, b - 1] < 0.0:
+        fb[b - a + 1] = 1.0 if h[j, b] > 0.0 else 0.0
+    _limit_apply(qx[j, a - 1:], qy[j - 1, a:], qy[j, a:], fb, b - a)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _limit_par(h, z, qx, qy, lo, hi, flags, dt, dx, j0, j1):
+@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
+def _limit_par(h, z, qx, qy, lo, hi, flags, fbuf, dt, dx, j0, j1):
     for j in prange(j0, j1):
-        _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx)
+        _limit_row(j, h, z, qx, qy, lo, hi, flags, fbuf, dt, dx)
 
 
-@njit(cache=True, error_model="numpy")
-def _limit_ser(h, z, qx, qy, lo, hi, flags, dt, dx, j0, j1):
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _limit_ser(h, z, qx, qy, lo, hi, flags, fbuf, dt, dx, j0, j1):
     for j in range(j0, j1):
-        _limit_row(j, h, z, qx, qy, lo, hi, flags, dt, dx)
+        _limit_row(j, h, z, qx, qy, lo, hi, flags, fbuf, dt, dx)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -479,7 +507,7 @@ def _qmax(tab_t, tab_q, start, stop, t0, t1):
 def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax, vmax, arrival,
              row_hmax, row_out, row_wlo, row_whi, cells_j, cells_i, cells_w, src_of, tab_t, tab_q,
              tab_off, acc, t, t_end, h_peak, max_steps, dx, alpha, theta, hmin, dt_max,
-             wet_threshold, vel_depth, par_min):
+             wet_threshold, vel_depth, par_min, fbuf):
     """Advance from ``t`` towards ``t_end`` for at most ``max_steps`` steps.
 
     ``acc`` (float64) accumulates [boundary outflow volume, inflow volume, simulated time, steps,
@@ -542,9 +570,9 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
             for j in range(max(r0 - 1, 0), min(r1 + 1, ny + 2)):
                 acc[7] += flags[j]
             if par:
-                _limit_par(h, z, qxn, qyn, lo, hi, flags, dt, dx, r0, r1)
+                _limit_par(h, z, qxn, qyn, lo, hi, flags, fbuf, dt, dx, r0, r1)
             else:
-                _limit_ser(h, z, qxn, qyn, lo, hi, flags, dt, dx, r0, r1)
+                _limit_ser(h, z, qxn, qyn, lo, hi, flags, fbuf, dt, dx, r0, r1)
             flags[max(r0 - 1, 0):min(r1 + 1, ny + 2)] = 0
         if nsrc > 0:
             tm = t + 0.5 * dt
@@ -865,6 +893,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
     qx2 = np.zeros((2, ny + 2, nx + 2), np.float32)  # old/new buffers, swapped every step
     qy2 = np.zeros((2, ny + 2, nx + 2), np.float32)
     sinkrow = np.zeros(ny + 2, np.uint8)
+    fbuf = np.empty((numba.config.NUMBA_NUM_THREADS, nx + 4))  # limiter factors, row per thread
     sinkrow[1:-1] = nodata.any(axis=1)
     if uv0 is not None:
         u0 = _padded(np.where(normal, np.asarray(uv0[0], dtype="float64"), 0.0), 0.0, np.float64)
@@ -991,7 +1020,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
                                  acc, t, float(t_event), h_peak, max_steps, float(dx),
                                  float(alpha), float(theta), float(depth_threshold),
                                  float(dt_max), float(wet_threshold), float(velocity_depth),
-                                 int(parallel_min_cells))
+                                 int(parallel_min_cells), fbuf)
             stats.loop_s += time.perf_counter() - t_loop
             stats.loop_cpu_s += time.process_time() - c_loop
             vol.rain_excess += rate_sum * (t - t0) * area
