@@ -82,6 +82,14 @@ def _filled(src, steps, no_fill: bool, sea_level: float | None, epsilon: bool = 
         return hydro.fill_depressions(src.data, epsilon=epsilon, sea_level=sea_level)
 
 
+def _sea(src, sea_level: float | None) -> np.ndarray | None:
+    """Cells at or below sea level: outlets for the flow directions too (water ends there)."""
+    if sea_level is None:
+        return None
+    with np.errstate(invalid="ignore"):
+        return src.data <= sea_level
+
+
 def _write(out: str, array: np.ndarray, src, nodata, tags: dict[str, str]) -> None:
     from gis.io.outputs import write_cog
 
@@ -161,11 +169,12 @@ def flowdir_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method):
     dx, dy = src.resolution
     with steps(method):
         if method == "d8":
-            arr, nodata = hydro.d8_directions(filled, dx, dy), None
+            arr = hydro.d8_directions(filled, dx, dy, outlets=_sea(src, sea_level))
+            nodata = None
             tags = {"model": "ngis hydro flowdir", "coding": "ESRI D8 (1=E,2=SE,4=S,8=SW,"
                     "16=W,32=NW,64=N,128=NE; 0=no outflow)"}
         else:
-            angle, slope = hydro.dinf_directions(filled, dx, dy)
+            angle, slope = hydro.dinf_directions(filled, dx, dy, outlets=_sea(src, sea_level))
             arr, nodata = np.stack([angle, slope]), -1.0
             slope_band = arr[1]
             slope_band[np.isnan(slope_band)] = -1.0
@@ -202,9 +211,9 @@ def accumulate_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method, weights_p
     dx, dy = src.resolution
     with steps("directions"):
         if method == "d8":
-            dirs = hydro.d8_directions(filled, dx, dy)
+            dirs = hydro.d8_directions(filled, dx, dy, outlets=_sea(src, sea_level))
         else:
-            angle, _ = hydro.dinf_directions(filled, dx, dy)
+            angle, _ = hydro.dinf_directions(filled, dx, dy, outlets=_sea(src, sea_level))
     with steps("accumulate"):
         if method == "d8":
             acc = hydro.accumulate_d8(dirs, weights=weights)
@@ -247,7 +256,7 @@ def hand_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, threshold):
     filled = _filled(src, steps, no_fill, sea_level)
     dx, dy = src.resolution
     with steps("d8"):
-        dirs = hydro.d8_directions(filled, dx, dy)
+        dirs = hydro.d8_directions(filled, dx, dy, outlets=_sea(src, sea_level))
         order = hydro.flow_order_d8(dirs)
     with steps("streams"):
         valid = ~np.isnan(src.data)
@@ -298,7 +307,7 @@ def watershed_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, pour_points, snap)
     filled = _filled(src, steps, no_fill, sea_level)
     dx, dy = src.resolution
     with steps("d8"):
-        dirs = hydro.d8_directions(filled, dx, dy)
+        dirs = hydro.d8_directions(filled, dx, dy, outlets=_sea(src, sea_level))
         order = hydro.flow_order_d8(dirs)
     if snap > 0:
         with steps("snap"):

@@ -3,12 +3,12 @@
 Order
 -----
 A cell can be finished once all its donors are. :func:`flow_order_d8` packs each cell's
-receiver and donor count into one byte (one sequential pass), then walks: every cell without donors starts a walk
-downstream that appends cells as they become complete and stops at the first receiver that still
-waits for other donors (Kahn's algorithm without a queue; D-infinity, with two receivers, keeps
-a small stack). The result lists every cell, upstream
-before downstream; it serves accumulation, HAND and catchments (which read it backwards) alike,
-so the ordering is paid once per direction grid.
+receiver and donor count into one byte (one sequential pass), then walks: every cell without
+donors starts a walk downstream that appends cells as they become complete and stops at the
+first receiver that still waits for other donors (Kahn's algorithm without a queue; D-infinity,
+with two receivers, keeps a small stack). The result lists every cell, upstream before
+downstream; it serves accumulation, HAND and catchments (which read it backwards) alike, so the
+ordering is paid once per direction grid.
 
 Accumulation
 ------------
