@@ -47,12 +47,14 @@ def warning_polygons(classes: np.ndarray, transform: Affine, crs, *,
             continue
         parts = [shapely.geometry.shape(geom) for geom, _ in
                  shapes(mask.astype("uint8"), mask=mask, transform=transform, connectivity=4)]
-        geom = shapely.union_all(parts)
-        if simplify:
-            geom = shapely.simplify(geom, simplify, preserve_topology=True)
-        geom = shapely.make_valid(geom)
-        polys = [g for g in shapely.get_parts(geom)
-                 if shapely.get_type_id(g) == 3 and g.area >= min_area]
+        # The pieces of one class never overlap (they are a raster's regions), so the fast
+        # coverage union is exact (union_all took minutes on national rasters).
+        geom = shapely.coverage_union_all(parts)
+        pieces = shapely.get_parts(geom)
+        if simplify:   # piece by piece: one call on a multipolygon of 50k parts took 30 s
+            pieces = shapely.simplify(pieces, simplify, preserve_topology=True)
+        pieces = shapely.get_parts(shapely.make_valid(pieces))
+        polys = [g for g in pieces if shapely.get_type_id(g) == 3 and g.area >= min_area]
         if not polys:
             continue
         geom = shapely.multipolygons(polys) if len(polys) > 1 else polys[0]
