@@ -28,8 +28,14 @@ from numba import njit
 
 from models.hydro import (accumulate_d8, d8_directions, extract_streams, fill_depressions,
                           flow_order_d8)
-from models.hydro._grid import ESRI_DCOL, ESRI_DROW
-from models.hydro.accumulate import d8_receivers_k
+
+# ESRI D8 codes 1, 2, 4, ..., 128 (E, SE, S, SW, W, NW, N, NE) as row and column steps.
+_D8_DROW = np.zeros(256, np.int64)
+_D8_DCOL = np.zeros(256, np.int64)
+_D8_OK = np.zeros(256, np.bool_)
+for _code, (_dr, _dc) in zip((1, 2, 4, 8, 16, 32, 64, 128),
+                             ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))):
+    _D8_DROW[_code], _D8_DCOL[_code], _D8_OK[_code] = _dr, _dc, True
 
 #: Stages (m) at which rating curves are tabulated.
 STAGES = np.round(np.concatenate([np.arange(0.1, 2.0, 0.1), np.arange(2.0, 20.01, 0.25)]), 3)
@@ -49,14 +55,17 @@ class HandInundation:
 
 
 @njit(cache=True)
-def _receivers(k8, drow, dcol):
-    nrows, ncols = k8.shape
+def _receivers(dirs, drow, dcol, ok):
+    """Flat index of the cell each cell drains to (-1: none, or off the grid)."""
+    nrows, ncols = dirs.shape
     out = np.full(nrows * ncols, -1, np.int64)
     for r in range(nrows):
         for c in range(ncols):
-            k = k8[r, c]
-            if k != 255:
-                out[r * ncols + c] = (r + drow[k]) * ncols + (c + dcol[k])
+            code = dirs[r, c]
+            if ok[code]:
+                rr, cc = r + drow[code], c + dcol[code]
+                if 0 <= rr < nrows and 0 <= cc < ncols:
+                    out[r * ncols + c] = rr * ncols + cc
     return out
 
 
@@ -126,8 +135,7 @@ def hand_inundation(dem: np.ndarray, dx: float, *, stage: float | None = None,
     order = flow_order_d8(dirs)
     acc = accumulate_d8(dirs, order=order)
     streams = extract_streams(acc, threshold_cells)
-    recv = _receivers(d8_receivers_k(dirs), ESRI_DROW.astype(np.int64),
-                      ESRI_DCOL.astype(np.int64))
+    recv = _receivers(np.asarray(dirs, np.uint8), _D8_DROW, _D8_DCOL, _D8_OK)
     diag = np.isin(dirs, (2, 8, 32, 128)).reshape(-1)
     step = np.where(diag, dx * np.sqrt(2.0), dx)
     link, drain, nlinks, length, ztop, zbot = _links(
