@@ -19,6 +19,9 @@ Clients without a key own nothing: many people share an address (and the anonymo
 their runs are synchronous only, are recorded under a one-off owner, and never appear in any
 listing; asynchronous jobs need a key or a token.
 
+A processor may define ``prefers_async(inputs) -> bool``: a request that states no preference
+then runs as a job when the processor says the run is long (the flood model on a large area).
+
 Other differences from pygeoapi's managers: the processor is a local of each execution (the stock
 ``execute_process`` keeps it on the shared manager, a race between concurrent requests), and
 subscriber callbacks are refused (they would make the server call URLs chosen by clients).
@@ -197,6 +200,9 @@ class ClientJobManager(BaseManager):
         can_async = ProcessExecutionMode.async_execute.value in options
         can_sync = ProcessExecutionMode.sync_execute.value in options
         wants_async = execution_mode == RequestedProcessExecutionMode.respond_async
+        if execution_mode is None and can_async:   # no preference: the process may know best
+            prefers = getattr(processor, "prefers_async", None)
+            wants_async = bool(prefers and prefers(data_dict))
         # An anonymous client could never fetch an asynchronous result: it waits instead.
         if not self._anonymous() and ((wants_async and can_async) or not can_sync):
             handler = self._execute_handler_async

@@ -82,3 +82,43 @@ def test_large_areas_are_refused_before_any_work(demo_store):
     assert (x0 - 210000) % 10 == 0 and (2664000 - y0) % 10 == 0
     with pytest.raises(ProcessorExecuteError, match="cells"):
         dem_for_area(str(demo_store), area, max_cells=1000)
+
+
+def test_long_flood_runs_become_jobs_by_themselves(demo_store, tmp_path, monkeypatch):
+    from pygeoapi.util import RequestedProcessExecutionMode
+
+    from gis.server.jobs import CURRENT_OWNER, ClientJobManager
+    from gis.server.processes.flood import FloodProcessor
+
+    p = FloodProcessor({"name": "flood", "store": str(demo_store)})
+    small = {"area": TOWN, "rain_mm": [30], "duration_s": 1800}
+    whole = {"area": {"type": "Polygon", "coordinates": [[[120.60, 24.04], [120.65, 24.04],
+                                                          [120.65, 24.09], [120.60, 24.09],
+                                                          [120.60, 24.04]]]},
+             "rain_mm": [30] * 48}
+    assert not p.prefers_async(small) and p.prefers_async(whole)
+    assert not p.prefers_async({**whole, "mode": "hand"})
+
+    manager = ClientJobManager({
+        "name": "ClientJobManager", "connection": str(tmp_path / "jobs.db"),
+        "output_dir": str(tmp_path / "results"),
+        "processes": {"flood": {"type": "process", "processor": {
+            "name": "gis.server.processes.flood.FloodProcessor", "store": str(demo_store)}}}})
+    ran = []
+    monkeypatch.setattr(manager, "_execute_handler_async",
+                        lambda *a, **k: ran.append("async") or ("application/json", None, None))
+    monkeypatch.setattr(manager, "_execute_handler_sync",
+                        lambda *a, **k: ran.append("sync") or ("application/json", {}, None))
+    token = CURRENT_OWNER.set("city-gis")
+    try:
+        manager.execute_process("flood", whole)                      # no preference: a job
+        manager.execute_process("flood", whole, RequestedProcessExecutionMode.wait)
+        manager.execute_process("flood", small)
+    finally:
+        CURRENT_OWNER.reset(token)
+    token = CURRENT_OWNER.set("*anonymous*")
+    try:
+        manager.execute_process("flood", whole)                      # nobody to fetch it
+    finally:
+        CURRENT_OWNER.reset(token)
+    assert ran == ["async", "sync", "sync", "sync"]

@@ -3,7 +3,9 @@
 The DEM is the store's (the window under the area, at most ``max_cells`` cells); buildings, roads
 and pipelines come from the store, limited to the layers the client's grade may see (the
 graded-access projection sets ``allowed_layers``; a hidden layer is a layer the store lacks).
-Runs synchronously, or as a job with ``Prefer: respond-async`` (clients with a key).
+Runs synchronously, or as a job with ``Prefer: respond-async`` (clients with a key); a long run
+(DEM cells x simulated seconds over :attr:`FloodProcessor.ASYNC_WORK`) without a stated
+preference becomes a job by itself.
 """
 
 from __future__ import annotations
@@ -90,6 +92,28 @@ class FloodProcessor(BaseProcessor):
         super().__init__(processor_def, meta)
         self.store_uri = processor_def["store"]
         self.max_cells = int(processor_def.get("max_cells", 250_000))
+
+    #: Work (DEM cells x simulated seconds) above which a run without a stated preference is
+    #: started as a job (about a minute on one core of this project's reference machine).
+    ASYNC_WORK = 2e9
+
+    def prefers_async(self, data) -> bool:
+        """Whether this run is long enough to be a job (see :mod:`gis.server.jobs`)."""
+        try:
+            area = read_area(data)
+            if data.get("mode", "rain") == "hand":
+                return False
+            from gis.server.providers.coverage import grid_info
+
+            grid = grid_info(self.store_uri, None)
+            to_grid = Transformer.from_crs(4326, grid.crs, always_xy=True)
+            x0, y0, x1, y1 = to_grid.transform_bounds(*area.bounds)
+            cells = (x1 - x0) * (y1 - y0) / (grid.res[0] * grid.res[1])
+            steps = float(data.get("duration_s") or 0) or \
+                len(data.get("rain_mm") or []) * float(data.get("rain_step_s", 3600)) + 7200
+            return cells * steps > self.ASYNC_WORK
+        except Exception:  # noqa: BLE001 - a bad request is for execute() to refuse
+            return False
 
     def execute(self, data, outputs=None):
         from gis.io.hyetograph import Hyetograph
