@@ -55,6 +55,7 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
 
     Args:
         path: GeoPackage, GeoJSON, Shapefile, FlatGeobuf, GeoParquet, CSV, GMT, CityGML 2.0/3.0,
+            CityJSON 1.x/2.0 (and CityJSONSeq .jsonl),
             PLATEAU UtilityNetwork GML, NLSC building JSON, or any of those in a zip.
         standard: The standard the caller expects; picks the CityGML reader (building or pipeline).
         layer: One layer of a multi-layer source.
@@ -101,6 +102,11 @@ def _read_any(p: str, standard: str | None, layer: str | None) -> list[SourceLay
             if standard == "pipeline" or (standard is None and kind == "pipes"):
                 return [citygml.read_plateau_pipes(p)]
             return [citygml.read_citygml_buildings(p)]
+    if suffix in (".json", ".jsonl"):
+        from gis.io.cityjson import is_cityjson, read_cityjson
+
+        if is_cityjson(p):
+            return [read_cityjson(p)]
     if suffix == ".json":
         from gis.io.nlsc import is_nlsc_points, read_nlsc_points
 
