@@ -123,27 +123,54 @@ def _face_flux_regular(hc, zc, he, ze, q0, qa, qb, nsq, dt, dx, theta, hmin):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _x_faces(h0, z0, qo, qn, n0, nstep, count, n2s, dt, dx, theta, hmin):
+def _face_vel(hc, zc, he, ze, q0, vel_depth):
+    """Velocity ``q0 / h_face`` of a face of the current state (0 on faces shallower than
+    ``vel_depth``: thin films over steps give no meaningful velocity)."""
+    if ze < _SINK_TEST:
+        hf = hc
+    elif zc < _SINK_TEST:
+        hf = he
+    else:
+        hf = max(hc + zc, he + ze) - max(zc, ze)
+    return q0 / hf if hf > vel_depth else 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _x_faces(h0, z0, qo, qn, uo, n0, nstep, count, n2s, dt, dx, theta, hmin, vel_depth):
     """Faces k = 0..count-1 of a row: cells (k, k+1) of the views; theta neighbours qo[k], qo[k+2].
+    ``uo[k]`` gets the velocity of the state the step starts from (old flux over face depth).
 
     Views start one face to the left, so every index is >= 0 and LLVM vectorises the loop
     (a negative index would make numba emit a wrap-around select per access).
     """
     for k in range(count):
         n2 = n2s if nstep == 0 else 0.5 * (np.float64(n0[k]) + np.float64(n0[k + 1]))
-        qn[k] = _face_flux_regular(h0[k], np.float64(z0[k]), h0[k + 1], np.float64(z0[k + 1]),
-                                   np.float64(qo[k + 1]), np.float64(qo[k]),
+        hc = h0[k]
+        he = h0[k + 1]
+        zc = np.float64(z0[k])
+        ze = np.float64(z0[k + 1])
+        q0 = np.float64(qo[k + 1])
+        qn[k] = _face_flux_regular(hc, zc, he, ze, q0, np.float64(qo[k]),
                                    np.float64(qo[k + 2]), n2, dt, dx, theta, hmin)
+        hf = max(hc + zc, he + ze) - max(zc, ze)
+        uo[k] = q0 / hf if hf > vel_depth else 0.0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _y_faces(h0, h1, z0, z1, qom, qo0, qop, qn, n0, n1, nstep, count, n2s, dt, dx, theta, hmin):
-    """South faces k = 0..count-1 between rows 0 and 1 of the views."""
+def _y_faces(h0, h1, z0, z1, qom, qo0, qop, qn, vo, n0, n1, nstep, count, n2s, dt, dx, theta,
+             hmin, vel_depth):
+    """South faces k = 0..count-1 between rows 0 and 1 of the views (and their velocities)."""
     for k in range(count):
         n2 = n2s if nstep == 0 else 0.5 * (np.float64(n0[k]) + np.float64(n1[k]))
-        qn[k] = _face_flux_regular(h0[k], np.float64(z0[k]), h1[k], np.float64(z1[k]),
-                                   np.float64(qo0[k]), np.float64(qom[k]), np.float64(qop[k]),
+        hc = h0[k]
+        he = h1[k]
+        zc = np.float64(z0[k])
+        ze = np.float64(z1[k])
+        q0 = np.float64(qo0[k])
+        qn[k] = _face_flux_regular(hc, zc, he, ze, q0, np.float64(qom[k]), np.float64(qop[k]),
                                    n2, dt, dx, theta, hmin)
+        hf = max(hc + zc, he + ze) - max(zc, ze)
+        vo[k] = q0 / hf if hf > vel_depth else 0.0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -176,10 +203,11 @@ def _row_velocity(hm, h0, hp, zm, z0, zp, qw, qn, qs, vm, count, hmin, vel_depth
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                 theta, hmin, vel_depth):
     """Pass 1 for row ``j``: new fluxes on its east faces and on the south faces below it; flag
-    the rows that may over-drain; the speed of its cells from the previous step's fluxes."""
+    the rows that may over-drain; face velocities (old flux / face depth) of the state the step
+    starts from into ``ux``/``vy`` (pass 3 turns them into cell speeds)."""
     ny = h.shape[0] - 2
     nx = h.shape[1] - 2
     quarter = 0.25 * dx / dt
@@ -190,26 +218,27 @@ def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, v
     fj = False
     fj1 = False
     if a < b:
-        # velocities of the state the old fluxes belong to (before they are replaced)
-        _row_velocity(h[j - 1, a:], h[j, a - 1:], h[j + 1, a:], z[j - 1, a:], z[j, a - 1:],
-                      z[j + 1, a:], qxo[j, a - 1:], qyo[j - 1, a:], qyo[j, a:], vmax[j, a:],
-                      b - a, hmin, vel_depth)
         # east faces a-1 .. b-1: the first one alone (its left neighbour may not exist)
         i0 = a - 1
         n2 = 0.5 * (np.float64(nsq[j & msk, i0 & msk]) + np.float64(nsq[j & msk, a & msk]))
         qxn[j, i0] = _face_flux(h[j, i0], z[j, i0], h[j, a], z[j, a], qxo[j, i0],
                                 qxo[j, i0 - 1] if i0 >= 1 else 0.0, qxo[j, a], n2, dt, dx,
                                 theta, hmin)
+        ux[j, i0] = _face_vel(h[j, i0], z[j, i0], h[j, a], z[j, a], qxo[j, i0], vel_depth)
         nrow = nsq[j & msk, (a & msk):]
-        _x_faces(h[j, a:], z[j, a:], qxo[j, i0:], qxn[j, a:], nrow, nstep, b - a, n2s,
-                 dt, dx, theta, hmin)
+        _x_faces(h[j, a:], z[j, a:], qxo[j, i0:], qxn[j, a:], ux[j, a:], nrow, nstep, b - a,
+                 n2s, dt, dx, theta, hmin, vel_depth)
         # faces touching sinks (ring, NaN cells): critical-depth outflow
         if b - 1 == nx:
+            ux[j, nx] = _face_vel(h[j, nx], z[j, nx], h[j, nx + 1], z[j, nx + 1], qxo[j, nx],
+                                  vel_depth)
             qxn[j, nx] = _face_flux(h[j, nx], z[j, nx], h[j, nx + 1], z[j, nx + 1], 0.0,
                                     0.0, 0.0, 0.0, dt, dx, theta, hmin)
         if sinkrow[j]:
             for i in range(a - 1, b):
                 if z[j, i] < _SINK_TEST or z[j, i + 1] < _SINK_TEST:
+                    ux[j, i] = _face_vel(h[j, i], z[j, i], h[j, i + 1], z[j, i + 1], qxo[j, i],
+                                         vel_depth)
                     qxn[j, i] = _face_flux(h[j, i], z[j, i], h[j, i + 1], z[j, i + 1], 0.0,
                                            0.0, 0.0, 0.0, dt, dx, theta, hmin)
         hv = h[j, i0:]
@@ -229,16 +258,20 @@ def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, v
                             + np.float64(nsq[(j + 1) & msk, i & msk]))
                 qa = np.float64(qyo[j - 1, i]) if j >= 1 else 0.0
                 qb = np.float64(qyo[j + 1, i]) if j + 1 <= ny else 0.0
+                vy[j, i] = _face_vel(h[j, i], z[j, i], h[j + 1, i], z[j + 1, i], qyo[j, i],
+                                     vel_depth)
                 qyn[j, i] = _face_flux(h[j, i], z[j, i], h[j + 1, i], z[j + 1, i],
                                        np.float64(qyo[j, i]), qa, qb, n2, dt, dx, theta, hmin)
         else:
             _y_faces(h[j, a2:], h[j + 1, a2:], z[j, a2:], z[j + 1, a2:], qyo[j - 1, a2:],
-                     qyo[j, a2:], qyo[j + 1, a2:], qyn[j, a2:],
+                     qyo[j, a2:], qyo[j + 1, a2:], qyn[j, a2:], vy[j, a2:],
                      nsq[j & msk, (a2 & msk):], nsq[(j + 1) & msk, (a2 & msk):], nstep,
-                     b2 - a2, n2s, dt, dx, theta, hmin)
+                     b2 - a2, n2s, dt, dx, theta, hmin, vel_depth)
             if sinkrow[j] or sinkrow[j + 1]:  # redo the faces touching NaN cells
                 for i in range(a2, b2):
                     if z[j, i] < _SINK_TEST or z[j + 1, i] < _SINK_TEST:
+                        vy[j, i] = _face_vel(h[j, i], z[j, i], h[j + 1, i], z[j + 1, i],
+                                             qyo[j, i], vel_depth)
                         qyn[j, i] = _face_flux(h[j, i], z[j, i], h[j + 1, i], z[j + 1, i], 0.0,
                                                0.0, 0.0, 0.0, dt, dx, theta, hmin)
         h0 = h[j, a2:]
@@ -259,20 +292,20 @@ def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, v
 
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
-def _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+def _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                 theta, hmin, vel_depth, j0, j1):
     """Pass 1 over all rows, in parallel."""
     for j in prange(j0, j1):
-        _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+        _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                     theta, hmin, vel_depth)
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
-def _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+def _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                 theta, hmin, vel_depth, j0, j1):
     """Pass 1 over all rows, one thread (small active areas: no fork/join per step)."""
     for j in range(j0, j1):
-        _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+        _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                     theta, hmin, vel_depth)
 
 
@@ -357,8 +390,8 @@ def _limit_ser(h, z, qx, qy, lo, hi, flags, fbuf, dt, dx, j0, j1):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, arr, count, c, dt, t_new,
-                wet_threshold, first):
+def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, arr, uw, vn, vs, vmr, count, c, dt,
+                t_new, wet_threshold, vel_depth, first):
     """Continuity over ``count`` cells of a row (views start at the first cell; ``qxw`` at its
     west face). Returns (max depth, volume into sinks / dx^2, first wet, last wet column)."""
     out = 0.0
@@ -369,7 +402,13 @@ def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, arr, count, c, dt, t_ne
         sink = zc < _SINK_TEST
         normal = (not sink) and zc < _WALL_TEST
         src = r0 if rstep == 0 else rr[k] * dt
-        hn = max(hr[k] + net + src, 0.0)
+        hk = hr[k]
+        # speed of the state the step started from: mean face velocities (pass 1)
+        u = 0.5 * (np.float64(uw[k]) + np.float64(uw[k + 1]))
+        v = 0.5 * (np.float64(vn[k]) + np.float64(vs[k]))
+        sp = math.sqrt(u * u + v * v) if hk > vel_depth else 0.0
+        vmr[k] = max(np.float64(vmr[k]), sp)
+        hn = max(hk + net + src, 0.0)
         hn = hn if normal else 0.0
         hr[k] = hn
         out += net if sink else 0.0
@@ -390,8 +429,8 @@ def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, arr, count, c, dt, t_ne
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                    row_wlo, row_whi, dt, dx, t_new, wet_threshold):
+def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax, row_hmax,
+                    row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth):
     """Pass 3 for row ``j``: depth update, rain, maxima, arrival, boundary outflow, wet extent."""
     ny = h.shape[0] - 2
     nx = h.shape[1] - 2
@@ -406,7 +445,8 @@ def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax
         rhm, out, wlo, whi = _row_update(
             h[j, a:], z[j, a:], qx[j, a - 1:], qy[j - 1, a:], qy[j, a:],
             rain[j & rmsk, (a & rmsk):], 0 if rmsk == 0 else 1, rain[0, 0] * dt, hmax[j, a:],
-            arrival[j, a:], b - a, c, dt, t_new, wet_threshold, a)
+            arrival[j, a:], ux[j, a - 1:], vy[j - 1, a:], vy[j, a:], vmax[j, a:], b - a, c, dt,
+            t_new, wet_threshold, vel_depth, a)
         if whi < a:
             wlo = nx + 2
         # faces to the ring (open boundary): flux leaving the grid
@@ -427,19 +467,21 @@ def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax
 
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
-def _continuity_par(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                    row_wlo, row_whi, dt, dx, t_new, wet_threshold, j0, j1):
+def _continuity_par(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax, row_hmax,
+                    row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth, j0, j1):
     for j in prange(j0, j1):
-        _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                        row_wlo, row_whi, dt, dx, t_new, wet_threshold)
+        _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax,
+                        row_hmax, row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold,
+                        vel_depth)
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
-def _continuity_ser(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                    row_wlo, row_whi, dt, dx, t_new, wet_threshold, j0, j1):
+def _continuity_ser(h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax, row_hmax,
+                    row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth, j0, j1):
     for j in range(j0, j1):
-        _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                        row_wlo, row_whi, dt, dx, t_new, wet_threshold)
+        _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax,
+                        row_hmax, row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold,
+                        vel_depth)
 
 
 @njit(cache=True)
@@ -504,7 +546,8 @@ def _qmax(tab_t, tab_q, start, stop, t0, t1):
 
 
 @njit(cache=True)
-def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax, vmax, arrival,
+def _advance(h, z, qx2, qy2, ux, vy, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax, vmax,
+             arrival,
              row_hmax, row_out, row_wlo, row_whi, cells_j, cells_i, cells_w, src_of, tab_t, tab_q,
              tab_off, acc, t, t_end, h_peak, max_steps, dx, alpha, theta, hmin, dt_max,
              wet_threshold, vel_depth, par_min, fbuf):
@@ -555,10 +598,10 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
         qyn = qy2[1 - parity]
         par = active >= par_min
         if par:
-            _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+            _fluxes_par(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                         theta, hmin, vel_depth, max(r0 - 1, 0), r1)
         else:
-            _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, vmax, dt, dx,
+            _fluxes_ser(h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                         theta, hmin, vel_depth, max(r0 - 1, 0), r1)
         anyflag = False
         for j in range(max(r0 - 1, 0), min(r1 + 1, ny + 2)):
@@ -582,11 +625,13 @@ def _advance(h, z, qx2, qy2, nsq, msk, rain, rmsk, lo, hi, flags, sinkrow, hmax,
             _inflow_add(h, cells_j, cells_i, cells_w, src_of, q_now, dt, area)
         t_new = t_end if last else t + dt
         if par:
-            _continuity_par(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                            row_wlo, row_whi, dt, dx, t_new, wet_threshold, r0, r1)
+            _continuity_par(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax,
+                            row_hmax, row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold,
+                            vel_depth, r0, r1)
         else:
-            _continuity_ser(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, row_hmax, row_out,
-                            row_wlo, row_whi, dt, dx, t_new, wet_threshold, r0, r1)
+            _continuity_ser(h, z, qxn, qyn, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax,
+                            row_hmax, row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold,
+                            vel_depth, r0, r1)
         acc[5] = 1.0 - acc[5]
         out = 0.0
         peak = 0.0
@@ -892,6 +937,8 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
         h[1:-1, 1:-1] = np.where(normal, h0a, 0.0)
     qx2 = np.zeros((2, ny + 2, nx + 2), np.float32)  # old/new buffers, swapped every step
     qy2 = np.zeros((2, ny + 2, nx + 2), np.float32)
+    ux = np.zeros((ny + 2, nx + 2), np.float32)  # face velocities (pass 1 -> pass 3)
+    vy = np.zeros((ny + 2, nx + 2), np.float32)
     sinkrow = np.zeros(ny + 2, np.uint8)
     fbuf = np.empty((numba.config.NUMBA_NUM_THREADS, nx + 4))  # limiter factors, row per thread
     sinkrow[1:-1] = nodata.any(axis=1)
@@ -1014,7 +1061,8 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
             t0 = t
             t_loop = time.perf_counter()
             c_loop = time.process_time()
-            t, h_peak = _advance(h, zp, qx2, qy2, nsq, msk, rain_arr, rmsk, lo, hi, flags, sinkrow,
+            t, h_peak = _advance(h, zp, qx2, qy2, ux, vy, nsq, msk, rain_arr, rmsk, lo, hi, flags,
+                                 sinkrow,
                                  hmax, vmax, arrival, row_hmax, row_out, row_wlo, row_whi,
                                  cells_j, cells_i, cells_w, src_of, tab_t_a, tab_q_a, tab_off_a,
                                  acc, t, float(t_event), h_peak, max_steps, float(dx),
@@ -1035,7 +1083,7 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
     parity = int(acc[5])
     _velocity_pass(h, zp, qx2[parity], qy2[parity], lo, hi, vmax, float(depth_threshold),
                    float(velocity_depth))
-    del qx2, qy2  # lower the peak while the outputs are built
+    del qx2, qy2, ux, vy  # lower the peak while the outputs are built
     vol.boundary_out = float(acc[0])
     vol.inflow = float(acc[1])
     vol.stored_end = float(h.sum() * area)
