@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "usage": "gis.cli.usage",
     "audit": "gis.cli.audit",
     "model": "gis.cli.model",
+    "terrain": "gis.cli.terrain",
 }
 
 
