@@ -34,6 +34,7 @@ limiter, pass 3 continuity, sources and the running maxima.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -838,8 +839,8 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
              uv0: tuple[np.ndarray, np.ndarray] | None = None, boundary: str = "open", snapshot_times: Sequence[float] = (),
              wet_threshold: float = 0.05, alpha: float = 0.7, theta: float = 0.8,
              depth_threshold: float = 1e-4, velocity_depth: float = 0.01, dt_max: float = 10.0,
-             forcing_dt: float = 60.0, parallel_min_cells: int = 1_000_000,
-             progress: Callable[[float], None] | None = None) -> FloodResult:
+             forcing_dt: float = 60.0, parallel: bool | None = None,
+             parallel_min_cells: int = 1_000_000, progress: Callable[[float], None] | None = None) -> FloodResult:
     """Run the 2D local-inertial model; see the module and package docstrings.
 
     Args:
@@ -868,6 +869,9 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
         velocity_depth: Depth (m) of cells and faces below which velocity is not evaluated.
         dt_max: Largest step, s (dry or very shallow domains).
         forcing_dt: Longest interval (s) over which rainfall excess is held constant.
+        parallel: Run large steps on all numba threads: True, False, or None (auto: only when
+            the 1-minute load average leaves a core idle per thread; on a busy machine the
+            threads' fork/join per pass costs more than the second core gives).
         parallel_min_cells: Active cells from which a step runs on all threads. Below it the
             fork/join of the parallel passes costs more than it saves, badly so on a busy
             machine (a 360k-cell rain run here: 24 ns per cell-step on one thread against
@@ -883,6 +887,11 @@ def simulate(z: np.ndarray, dx: float, duration_s: float, *, manning: float | np
     from models.flood.forcing import inflow_cells
 
     t_wall = time.perf_counter()
+    if parallel is None:
+        threads = numba.get_num_threads()
+        parallel = threads > 1 and os.getloadavg()[0] < threads - 0.5
+    if not parallel:
+        parallel_min_cells = np.iinfo(np.int64).max
     z = np.asarray(z)
     if z.ndim != 2 or min(z.shape) < 1:
         raise DataError("the DEM must be a 2D grid", field="dem")
