@@ -29,7 +29,8 @@ float64 and every face flux enters both of its cells identically).
 
 Speed: the time loop runs in numba (no Python per step); each row keeps a span of active
 columns (wet cells and their neighbours), so dry land costs nothing; a step runs on all threads
-from ``parallel_min_cells`` active cells (1M), below that on one. ``res.stats`` gives steps,
+from ``parallel_min_cells`` active cells (1M) when the load average leaves cores idle
+(``parallel=None``; True/False force it), otherwise on one. ``res.stats`` gives steps,
 active and grid cell-steps, loop wall and CPU seconds and how often the positivity limiter ran.
 ``bench/flood2d.py`` measures cell-steps/s against landlab's ``OverlandFlow``.
 
