@@ -107,8 +107,12 @@ class FloodProcessor(BaseProcessor):
 
             grid = grid_info(self.store_uri, None)
             to_grid = Transformer.from_crs(4326, grid.crs, always_xy=True)
-            x0, y0, x1, y1 = to_grid.transform_bounds(*area.bounds)
-            cells = (x1 - x0) * (y1 - y0) / (grid.res[0] * grid.res[1])
+            window = grid.window(to_grid.transform_bounds(*area.bounds))
+            if window is None:
+                return False          # outside the DEM: execute() says so at once
+            cells = int(window.width) * int(window.height)
+            if cells > self.max_cells:
+                return False          # too large: execute() refuses it at once
             steps = float(data.get("duration_s") or 0) or \
                 len(data.get("rain_mm") or []) * float(data.get("rain_step_s", 3600)) + 7200
             return cells * steps > self.ASYNC_WORK
