@@ -163,10 +163,12 @@ def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         x, y = LON, LAT
     else:
         x, y = transformer.transform(LON, LAT)
-    inv = ~src.transform
-    cf, rf = inv * (np.asarray(x), np.asarray(y))
-    cf = np.asarray(cf) - 0.5  # fractional positions between cell centres
-    rf = np.asarray(rf) - 0.5
+    t = src.transform
+    if t.b != 0 or t.d != 0:
+        raise DataError("rotated DEM grids are not supported", path=dem.path)
+    x, y = np.asarray(x), np.asarray(y)
+    cf = (x - t.c) / t.a - 0.5  # fractional positions between cell centres
+    rf = (y - t.f) / t.e - 0.5
     inside = (cf >= -0.5) & (cf <= src.width - 0.5) & (rf >= -0.5) & (rf <= src.height - 0.5)
     if not inside.any():
         return out

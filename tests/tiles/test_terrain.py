@@ -1,0 +1,476 @@
+"""Terrain tiles (tiles.terrain, ``ngis terrain build``) against independent references.
+
+- Decoding: quantized-mesh-tile's reader (a third-party decoder; it does not skip the 4-byte
+  alignment the spec puts before 32-bit indices, so tiles with more than 65,536 vertices are read
+  by ``spec_decode`` below, written from the quantized-mesh-1.0 spec and checked against
+  quantized-mesh-tile on the tiles both can read).
+- DEM values: scipy's RegularGridInterpolator (bilinear between cell centres) on the whole DEM
+  array read with rasterio, lon/lat taken to the DEM CRS with a fresh pyproj Transformer.
+- Mesh surface: matplotlib's LinearTriInterpolator on the decoded triangles.
+- Geoid: ``tiles.geoid.undulation``, the model our 3D Tiles use.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from matplotlib.tri import LinearTriInterpolator, Triangulation
+from pyproj import CRS, Transformer
+from quantized_mesh_tile import decode as qmt_decode
+from scipy.interpolate import RegularGridInterpolator
+
+from tiles.geoid import undulation
+from tiles.terrain import TerrainOptions, build_terrain
+from tiles.terrain.tiling import SIZE, tile_bounds
+
+QMAX = 32767
+SW_DEM = ("tw-sw-dem40m", "tw_sw40_moi40m_wgs84.tif")
+
+
+# ---------------------------------------------------------------- reference decoder (spec)
+
+def _unzigzag(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.int64)
+    return np.cumsum((a >> 1) ^ -(a & 1))
+
+
+def spec_decode(data: bytes) -> dict:
+    """quantized-mesh-1.0 from the spec: header, vertices, indices (with 4-byte alignment for
+    32-bit ones), edges, extensions."""
+    pos = 88
+    header = struct.unpack_from("<3d2f4d3d", data, 0)
+    (n,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    uvh = np.frombuffer(data, "<u2", 3 * n, pos).reshape(3, n)
+    pos += 6 * n
+    u, v, h = (_unzigzag(a) for a in uvh)
+    wide = n > 65536
+    itype, isize = ("<u4", 4) if wide else ("<u2", 2)
+    if pos % isize:
+        pos += isize - pos % isize
+    (ntri,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    codes = np.frombuffer(data, itype, 3 * ntri, pos).astype(np.int64)
+    pos += 3 * ntri * isize
+    indices, highest = np.empty_like(codes), 0
+    for i, c in enumerate(codes):
+        indices[i] = highest - c
+        if c == 0:
+            highest += 1
+    edges = {}
+    for name in ("west", "south", "east", "north"):
+        (k,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        edges[name] = np.frombuffer(data, itype, k, pos).astype(np.int64)
+        pos += k * isize
+    ext = {}
+    while pos < len(data):
+        eid, length = struct.unpack_from("<BI", data, pos)
+        pos += 5
+        ext[eid] = data[pos:pos + length]
+        pos += length
+    return {"header": header, "u": u, "v": v, "h": h, "indices": indices, "edges": edges,
+            "ext": ext}
+
+
+@functools.lru_cache(maxsize=64)
+def read_tile(root: Path, z: int, x: int, y: int) -> dict:
+    """Decode a tile: quantized-mesh-tile where it can, else the spec decoder. Returns grid
+    columns/rows (from the south), heights, triangles, edge lists, header and extensions."""
+    path = root / str(z) / str(x) / f"{y}.terrain"
+    raw = gzip.decompress(path.read_bytes())
+    ref = spec_decode(raw)
+    hmin, hmax = ref["header"][3], ref["header"][4]
+    if len(ref["u"]) <= 65536:
+        t = qmt_decode(str(path), list(tile_bounds(z, x, y)), hasLighting=True,
+                       hasWatermask=True, gzipped=True)
+        u, v, hq = np.array(t.u), np.array(t.v), np.array(t.h)
+        tri = np.array(t.indices).reshape(-1, 3)
+        edges = {"west": np.array(t.westI), "south": np.array(t.southI),
+                 "east": np.array(t.eastI), "north": np.array(t.northI)}
+        normals = np.array(t.vLight)
+        hmin, hmax = t.header["minimumHeight"], t.header["maximumHeight"]
+        decoder = "quantized-mesh-tile"
+    else:
+        u, v, hq = ref["u"], ref["v"], ref["h"]
+        tri = ref["indices"].reshape(-1, 3)
+        edges = ref["edges"]
+        normals = None
+        decoder = "spec"
+    colf, rowf = u * SIZE / QMAX, v * SIZE / QMAX
+    col, row = np.rint(colf).astype(int), np.rint(rowf).astype(int)
+    assert np.abs(colf - col).max() < 0.01 and np.abs(rowf - row).max() < 0.01
+    h = hmin + hq / QMAX * (hmax - hmin)
+    return {"col": col, "row": row, "h": h, "tri": tri, "edges": edges, "normals": normals,
+            "q": (hmax - hmin) / QMAX, "spec": ref, "decoder": decoder}
+
+
+# ---------------------------------------------------------------- references
+
+class DemReference:
+    """Bilinear DEM heights at lon/lat (NaN outside the cell-centre hull or next to no data)."""
+
+    def __init__(self, path):
+        with rasterio.open(path) as src:
+            arr = src.read(1, masked=True).astype(np.float64).filled(np.nan)
+            t, crs = src.transform, CRS.from_user_input(src.crs)
+        xs = t.c + (np.arange(arr.shape[1]) + 0.5) * t.a
+        ys = t.f + (np.arange(arr.shape[0]) + 0.5) * t.e
+        self.interp = RegularGridInterpolator((ys[::-1], xs), arr[::-1], bounds_error=False,
+                                              fill_value=np.nan)
+        self.to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+    def __call__(self, lon, lat):
+        x, y = self.to_crs.transform(np.asarray(lon, float), np.asarray(lat, float))
+        return self.interp(np.stack([np.ravel(y), np.ravel(x)], axis=1)).reshape(np.shape(lon))
+
+
+def tiles_on_disk(root: Path) -> set[tuple[int, int, int]]:
+    return {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
+            for p in root.glob("*/*/*.terrain")}
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def demo_dem(tmp_path_factory):
+    from gis.demo import generate_region
+
+    d = tmp_path_factory.mktemp("terrain_demo")
+    generate_region(d / "src", seed=42, size="small")
+    return d / "src" / "dem.tif"
+
+
+@pytest.fixture(scope="module")
+def demo_terrain(demo_dem, tmp_path_factory):
+    out = tmp_path_factory.mktemp("terrain_out") / "terrain"
+    summary = build_terrain([demo_dem], out, TerrainOptions(max_error=0.5))
+    return demo_dem, out, summary
+
+
+@pytest.fixture(scope="module")
+def sw_terrain(tmp_path_factory, shared_data):
+    dem = shared_data(*SW_DEM)
+    out = tmp_path_factory.mktemp("terrain_sw") / "terrain"
+    summary = build_terrain([dem], out, TerrainOptions(max_zoom=9, max_error=0.5))
+    return dem, out, summary
+
+
+# ---------------------------------------------------------------- tests
+
+def _check_reproduces_dem(dem, out):
+    layer = json.loads((out / "layer.json").read_text())
+    errors = {int(z): e for z, e in layer["ngis"]["maxError"].items()}
+    ref = DemReference(dem)
+    checked = 0
+    worst = {}
+    for z, x, y in sorted(tiles_on_disk(out)):
+        t = read_tile(out, z, x, y)
+        west, south, east, north = tile_bounds(z, x, y)
+        k = np.arange(SIZE + 1)
+        lon = west + (east - west) * k / SIZE
+        lat = south + (north - south) * k / SIZE  # rows from the south, like t["row"]
+        LON, LAT = np.meshgrid(lon, lat)
+        H = ref(LON, LAT)
+        valid = np.isfinite(H)
+        if not valid.any():
+            continue
+        expected = H[valid] + undulation(LAT[valid], LON[valid])
+        surface = LinearTriInterpolator(Triangulation(t["col"], t["row"], t["tri"]), t["h"])
+        K, R = np.meshgrid(k, k)
+        got = np.asarray(surface(K.astype(float), R.astype(float)).filled(np.nan))
+        assert np.isfinite(got).all(), "mesh must cover the whole tile"
+        dev = np.abs(got[valid] - expected).max()
+        tol = errors[z] + t["q"] / 2 + 2e-3
+        assert dev <= tol, (z, x, y, dev, tol)
+        worst[z] = max(worst.get(z, 0.0), dev)
+        checked += 1
+    assert checked >= 5
+    return worst
+
+
+def test_demo_tiles_reproduce_dem_within_level_error(demo_terrain):
+    dem, out, summary = demo_terrain
+    worst = _check_reproduces_dem(dem, out)
+    assert summary.max_zoom == 13  # 10 m cells: 180 / 2**13 / 256 deg = 9.5 m spacing
+    assert worst[13] <= 0.5 + 0.01
+
+
+@pytest.mark.shared_data
+def test_sw_taiwan_tiles_reproduce_dem_within_level_error(sw_terrain):
+    dem, out, _ = sw_terrain
+    worst = _check_reproduces_dem(dem, out)
+    assert worst[9] > 0.1  # the mesh is simplified, not the full grid
+
+
+def test_heights_are_ellipsoidal_with_our_geoid(demo_terrain):
+    dem, out, summary = demo_terrain
+    ref = DemReference(dem)
+    z = summary.max_zoom
+    diffs, n_geoid = [], []
+    for tz, x, y in tiles_on_disk(out):
+        if tz != z:
+            continue
+        t = read_tile(out, z, x, y)
+        west, south, east, north = tile_bounds(z, x, y)
+        lon = west + (east - west) * t["col"] / SIZE
+        lat = south + (north - south) * t["row"] / SIZE
+        H = ref(lon, lat)
+        ok = np.isfinite(H)
+        N = undulation(lat[ok], lon[ok])
+        d = t["h"][ok] - H[ok] - N
+        assert np.abs(d).max() <= 0.01 + t["q"] / 2, (x, y, np.abs(d).max())
+        diffs.append(d)
+        n_geoid.append(N)
+    n_geoid = np.concatenate(n_geoid)
+    assert len(n_geoid) > 100
+    assert 15 < n_geoid.min() and n_geoid.max() < 30  # Taiwan: ignoring N would be ~20 m off
+    assert np.abs(np.concatenate(diffs)).max() <= 0.01
+
+
+def _adjacent_pairs(tiles):
+    for z, x, y in tiles:
+        if (z, x + 1, y) in tiles:
+            yield (z, x, y), (z, x + 1, y), "east", "west"
+        if (z, x, y + 1) in tiles:
+            yield (z, x, y), (z, x, y + 1), "north", "south"
+
+
+def _check_no_cracks(out):
+    layer = json.loads((out / "layer.json").read_text())
+    errors = {int(z): e for z, e in layer["ngis"]["maxError"].items()}
+    tiles = tiles_on_disk(out)
+    pairs = 0
+    for a, b, side_a, side_b in _adjacent_pairs(tiles):
+        ta, tb = read_tile(out, *a), read_tile(out, *b)
+        ia, ib = ta["edges"][side_a], tb["edges"][side_b]
+        along = "row" if side_a == "east" else "col"
+        pa, ha = ta[along][ia], ta["h"][ia]
+        pb, hb = tb[along][ib], tb["h"][ib]
+        assert np.all(np.diff(pa) > 0) and np.all(np.diff(pb) > 0)
+        assert pa[0] == pb[0] == 0 and pa[-1] == pb[-1] == SIZE
+        common, ka, kb = np.intersect1d(pa, pb, return_indices=True)
+        assert len(common) >= 2
+        q = ta["q"] / 2 + tb["q"] / 2 + 1e-4
+        assert np.abs(ha[ka] - hb[kb]).max() <= q, (a, b)  # shared vertices: same height
+        gap = max(np.abs(np.interp(pb, pa, ha) - hb).max(), np.abs(np.interp(pa, pb, hb) - ha).max())
+        assert gap <= 2 * errors[a[0]] + q, (a, b, gap)  # what the skirts must hide
+        pairs += 1
+    assert pairs >= 2
+
+
+def _check_edge_lists(out):
+    for z, x, y in tiles_on_disk(out):
+        t = read_tile(out, z, x, y)
+        col, row = t["col"], t["row"]
+        for name, on in (("west", col == 0), ("south", row == 0), ("east", col == SIZE),
+                         ("north", row == SIZE)):
+            assert sorted(t["edges"][name]) == sorted(np.flatnonzero(on)), (z, x, y, name)
+        # every triangle counter-clockwise seen from above (east, north)
+        a, b, c = t["tri"].T
+        cross = (col[b] - col[a]) * (row[c] - row[a]) - (row[b] - row[a]) * (col[c] - col[a])
+        assert (cross > 0).all()
+
+
+def test_demo_no_cracks_and_edge_lists(demo_terrain):
+    _, out, _ = demo_terrain
+    _check_no_cracks(out)
+    _check_edge_lists(out)
+
+
+@pytest.mark.shared_data
+def test_sw_taiwan_no_cracks_and_edge_lists(sw_terrain):
+    _, out, _ = sw_terrain
+    _check_no_cracks(out)
+    _check_edge_lists(out)
+
+
+@pytest.mark.parametrize("which", ["demo", "sw"])
+def test_layer_available_matches_files(which, request):
+    if which == "sw":
+        request.applymarker(pytest.mark.shared_data)
+    _, out, summary = request.getfixturevalue(f"{which}_terrain")
+    layer = json.loads((out / "layer.json").read_text())
+    assert layer["format"] == "quantized-mesh-1.0" and layer["scheme"] == "tms"
+    assert layer["projection"] == "EPSG:4326"
+    assert set(layer["extensions"]) == {"octvertexnormals", "watermask"}
+    assert layer["maxzoom"] == len(layer["available"]) - 1 == summary.max_zoom
+    listed = set()
+    for z, ranges in enumerate(layer["available"]):
+        for r in ranges:
+            listed |= {(z, x, y) for x in range(r["startX"], r["endX"] + 1)
+                       for y in range(r["startY"], r["endY"] + 1)}
+    assert listed == tiles_on_disk(out)
+    assert {(0, 0, 0), (0, 1, 0)} <= listed
+    assert summary.tiles == len(listed)
+    stored = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert summary.bytes == stored
+    # every tile with a parent on disk (CesiumJS walks down from the roots)
+    assert all((z - 1, x // 2, y // 2) in listed for z, x, y in listed if z > 0)
+    # the data bounds are covered at every level
+    west, south, east, north = layer["ngis"]["dataBounds"]
+    for z in range(layer["maxzoom"] + 1):
+        tz = [tile_bounds(*t) for t in listed if t[0] == z]
+        assert min(b[0] for b in tz) <= west and max(b[2] for b in tz) >= east
+        assert min(b[1] for b in tz) <= south and max(b[3] for b in tz) >= north
+
+
+def test_spec_decoder_agrees_with_quantized_mesh_tile(demo_terrain):
+    _, out, _ = demo_terrain
+    for z, x, y in sorted(tiles_on_disk(out))[-4:]:
+        t = read_tile(out, z, x, y)
+        assert t["decoder"] == "quantized-mesh-tile"
+        ref = t["spec"]
+        assert np.array_equal(ref["indices"].reshape(-1, 3), t["tri"])
+        assert np.array_equal(np.rint(ref["u"] * SIZE / QMAX), t["col"])
+        for name in ("west", "south", "east", "north"):
+            assert np.array_equal(ref["edges"][name], t["edges"][name])
+
+
+@pytest.mark.shared_data
+def test_watermask_and_normals(sw_terrain):
+    """No-data (the sea west of the coast) is water; normals point up and follow the slope."""
+    dem, out, summary = sw_terrain
+    ref = DemReference(dem)
+    z = summary.max_zoom
+    seen_mixed = False
+    checked_normals = 0
+    to_ecef = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
+    for tz, x, y in tiles_on_disk(out):
+        if tz != z:
+            continue
+        t = read_tile(out, z, x, y)
+        mask = t["spec"]["ext"][2]
+        west, south, east, north = tile_bounds(z, x, y)
+        c = (np.arange(256) + 0.5) / 256
+        LON, LAT = np.meshgrid(west + (east - west) * c, north - (north - south) * c)
+        nodata = ~np.isfinite(ref(LON, LAT))
+        if len(mask) == 1:
+            assert mask[0] == (255 if nodata.all() else 0) or 0 < nodata.mean() < 0.01
+        else:
+            seen_mixed = True
+            water = np.frombuffer(mask, np.uint8).reshape(256, 256) == 255
+            assert (water == nodata).mean() > 0.97  # rows north to south
+        if t["normals"] is not None:
+            checked_normals += 1
+            nrm = t["normals"]
+            lon = west + (east - west) * t["col"] / SIZE
+            lat = south + (north - south) * t["row"] / SIZE
+            X, Y, Z = to_ecef.transform(lon, lat, t["h"])
+            p = np.stack([X, Y, Z], 1)
+            a, b, c = t["tri"].T
+            face = np.cross(p[b] - p[a], p[c] - p[a])  # counter-clockwise: outward
+            acc = np.zeros_like(p)
+            for k in (a, b, c):
+                np.add.at(acc, k, face)
+            expected = acc / np.linalg.norm(acc, axis=1, keepdims=True)
+            assert np.allclose(np.linalg.norm(nrm, axis=1), 1, atol=0.02)
+            assert np.abs(nrm - expected).max() < 0.02  # oct-encoded in 8 bits per axis
+            lam, phi = np.radians(lon), np.radians(lat)
+            up = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], 1)
+            assert np.median(np.einsum("ij,ij->i", nrm, up)) > 0.9
+    assert seen_mixed and checked_normals >= 2
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_same_files(demo_dem, demo_terrain, tmp_path):
+    _, out1, _ = demo_terrain
+    out2 = tmp_path / "t2"
+    build_terrain([demo_dem], out2, TerrainOptions(max_error=0.5, workers=2))
+    files = sorted(p.relative_to(out1) for p in out1.rglob("*.terrain"))
+    assert files == sorted(p.relative_to(out2) for p in out2.rglob("*.terrain"))
+    for f in files:
+        assert (out1 / f).read_bytes() == (out2 / f).read_bytes()
+
+
+def test_cli_builds_and_reports(demo_dem, tmp_path):
+    from gis.cli.main import cli
+
+    out = tmp_path / "terrain"
+    result = CliRunner().invoke(cli, ["terrain", "build", "--dem", str(demo_dem), "--out",
+                                      str(out), "--max-zoom", "12", "--max-error", "1"])
+    assert result.exit_code == 0, result.output
+    assert "tiles" in result.output and "MB" in result.output and " s (" in result.output
+    layer = json.loads((out / "layer.json").read_text())
+    assert layer["maxzoom"] == 12 and layer["ngis"]["maxError"]["12"] == 1.0
+
+
+@pytest.mark.parametrize("content", [b"not a raster at all\n", b"II*\x00garbage"])
+def test_cli_bad_dem_one_line_exit_1_nothing_written(content, tmp_path):
+    from gis.cli.main import cli
+
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(content)
+    out = tmp_path / "out" / "terrain"
+    result = CliRunner().invoke(cli, ["terrain", "build", "--dem", str(bad), "--out", str(out)])
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr
+    assert not out.exists()
+    assert not any(out.parent.iterdir()) if out.parent.exists() else True
+
+
+def test_failed_build_keeps_previous_terrain(demo_terrain, tmp_path, monkeypatch):
+    """A build that fails halfway leaves the old tileset as it was and no temporary folder."""
+    import tiles.terrain.build as tb
+
+    dem, _, _ = demo_terrain
+    out = tmp_path / "terrain"
+    build_terrain([dem], out, TerrainOptions(max_zoom=10))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = {"n": 0}
+    real = tb._write_tile
+
+    def failing(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(*args)
+
+    monkeypatch.setattr(tb, "_write_tile", failing)
+    with pytest.raises(OSError):
+        build_terrain([dem], out, TerrainOptions(max_zoom=12))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["terrain"]
+
+
+def test_dem_outside_geoid_grid_is_a_data_error(tmp_path):
+    from gis.errors import DataError
+    from gis.io.outputs import write_cog
+    from affine import Affine
+
+    dem = tmp_path / "alps.tif"
+    write_cog(dem, np.full((20, 20), 500.0, np.float32), Affine(0.01, 0, 7.0, 0, -0.01, 46.0),
+              "EPSG:4326")
+    with pytest.raises(DataError, match="geoid"):
+        build_terrain([dem], tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+def test_wide_indices_tile_decodes_per_spec():
+    """A full 257 x 257 mesh has > 65,536 vertices: 32-bit indices after 4-byte alignment."""
+    from tiles.terrain.mesh import triangulate
+    from tiles.terrain.qmesh import encode_tile
+
+    rng = np.random.default_rng(3)
+    grid = 100 + rng.normal(0, 5, (SIZE + 1, SIZE + 1))
+    mesh = triangulate(grid, 1e-4)
+    bounds = tile_bounds(11, 3418, 1158)
+    t = spec_decode(encode_tile(mesh, bounds))
+    n = len(t["u"])
+    assert n == (SIZE + 1) ** 2 and len(t["indices"]) == 3 * 2 * SIZE**2
+    hmin, hmax = t["header"][3], t["header"][4]
+    col = np.rint(t["u"] * SIZE / QMAX).astype(int)
+    row = np.rint(t["v"] * SIZE / QMAX).astype(int)
+    h = hmin + t["h"] / QMAX * (hmax - hmin)
+    assert np.abs(h - grid[SIZE - row, col]).max() <= (hmax - hmin) / QMAX / 2 + 1e-4
+    assert len(t["ext"][1]) == 2 * n
+    for name in ("west", "south", "east", "north"):
+        assert len(t["edges"][name]) == SIZE + 1
