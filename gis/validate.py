@@ -63,6 +63,9 @@ def validate_layer(layer: SourceLayer, standard: str | None = None) -> LayerRepo
     report.issues.extend(check_records(std, layer.frame.drop(columns="geometry", errors="ignore")))
     if std.geometry_types:
         report.issues.extend(check_geometry(layer, std.geometry_types, std.id_field))
+    # problems the reader found in the source itself (IFC georeferencing, units, empty geometry)
+    report.issues.extend(Issue(-1, record, fld, problem)
+                         for record, fld, problem in getattr(layer, "problems", ()))
     order = {name: i for i, name in enumerate(["geometry", *std.properties])}
     report.issues.sort(key=lambda i: (i.row, order.get(i.field, -1)))
     return report

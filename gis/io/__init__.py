@@ -55,7 +55,7 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
 
     Args:
         path: GeoPackage, GeoJSON, Shapefile, FlatGeobuf, GeoParquet, CSV, GMT, CityGML 2.0/3.0,
-            CityJSON 1.x/2.0 (and CityJSONSeq .jsonl),
+            CityJSON 1.x/2.0 (and CityJSONSeq .jsonl), IFC2x3/IFC4 (.ifc),
             PLATEAU UtilityNetwork GML, NLSC building JSON, or any of those in a zip.
         standard: The standard the caller expects; picks the CityGML reader (building or pipeline).
         layer: One layer of a multi-layer source.
@@ -107,6 +107,10 @@ def _read_any(p: str, standard: str | None, layer: str | None) -> list[SourceLay
 
         if is_cityjson(p):
             return [read_cityjson(p)]
+    if suffix == ".ifc":
+        from gis.io.ifc import read_ifc
+
+        return read_ifc(p)
     if suffix == ".json":
         from gis.io.nlsc import is_nlsc_points, read_nlsc_points
 
