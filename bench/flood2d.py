@@ -11,10 +11,13 @@ Cases, on an ``--size`` x ``--size`` grid (2000 x 2000 = 4M cells by default), 1
 * ``dry``: a plane falling east (1e-3) folded into a wide V valley (side slopes 3e-4), fed by
   500 m^3/s at its head for ``--dry-duration`` s: most land never gets wet. Reported per *active* cell (the wet-list spans
   the model processes) and per grid cell (what a model without a wet list would have to do).
-* ``landlab``: ``OverlandFlow`` (``overland_flow()`` with its own adaptive step) on the wet case
-  at ``--peer-size`` (smaller: landlab is slow), same water, slope and Manning n; its
-  cell-steps/s and our ratio. Cell-steps/s do not depend much on grid size once a grid exceeds
-  the caches, so the ratio compares like with like.
+* ``landlab``: ``OverlandFlow`` (``overland_flow()`` with its own adaptive step, numpy, one
+  thread) on the wet case at ``--peer-size``, same water, slope and Manning n, alternating with
+  our model (one thread) on the same grid, each run in a fresh process after two untimed
+  warm-ups: both rates and their ratio, and our big-grid rate over landlab's. landlab runs with
+  one BLAS thread: numpy's OpenBLAS threads spin, and on this shared machine they made it
+  2-20x slower from run to run (1-22 M cell-steps/s); single-threaded it gives 9-11 M here
+  under load and ~21 M on a quiet machine.
 
 Memory: tracemalloc's peak over a whole ``simulate`` call (set-up, state, outputs) in bytes per
 cell, and the process's peak resident set.
@@ -29,9 +32,12 @@ cell, and the process's peak resident set.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 
@@ -110,6 +116,34 @@ def run_landlab(n: int, steps: int) -> dict | None:
     return {"steps": steps, "loop_s": el, "rate": n * n * steps / el}
 
 
+def run_child(impl: str, n: int, steps: int) -> dict | None:
+    """One same-size comparison run in a fresh process (after the 4M-cell runs, this process's
+    allocator hands landlab's per-step temporaries fresh pages: 10x slower, not its own fault).
+    Each child warms up (two untimed runs) before its timed one."""
+    cmd = [sys.executable, "-m", "bench.flood2d", "--child", impl, "--size", str(n),
+           "--steps", str(steps)]
+    env = dict(os.environ)
+    if impl == "landlab":  # one BLAS thread: its spinning threads collapse on a busy machine
+        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr else impl)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(impl: str, n: int, steps: int) -> None:
+    if impl == "landlab":
+        if run_landlab(n, 2) is None:
+            print("null")
+            return
+        run_landlab(n, 2)
+        print(json.dumps(run_landlab(n, steps)))
+    else:
+        run_wet(n, 2, False)
+        run_wet(n, 2, False)
+        print(json.dumps(run_wet(n, steps, False)))
+
+
 def memory_per_cell(n: int) -> float:
     """tracemalloc peak bytes per cell over a whole simulate() call (set-up, loop, outputs)."""
     from models.flood import simulate
@@ -147,7 +181,11 @@ def main() -> None:
     ap.add_argument("--peer-size", type=int, default=500, help="landlab grid side (0: skip).")
     ap.add_argument("--peer-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="numba threads (default: all).")
+    ap.add_argument("--child", choices=("landlab", "ours"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(args.child, args.size, args.steps)
+        return
     import numba
 
     if args.threads:
@@ -179,14 +217,22 @@ def main() -> None:
           f"volume error {max(abs(r['volume_error']) for r in dry):.1e}", flush=True)
 
     if args.peer_size:
-        peer = run_landlab(args.peer_size, args.peer_steps)
-        if peer is None:
+        m = args.peer_size
+        peers, ours = [], []
+        for _ in range(args.repeat):  # alternate, so load shifts hit both
+            peer = run_child("landlab", m, args.peer_steps)
+            if peer is None:
+                break
+            peers.append(peer["rate"])
+            ours.append(run_child("ours", m, args.peer_steps)["rate"])
+        if not peers:
             print("landlab: not installed")
         else:
-            print(f"landlab OverlandFlow {args.peer_size} x {args.peer_size}: "
-                  f"{peer['rate'] / 1e6:8.2f} M cell-steps/s ({peer['steps']} steps, "
-                  f"{peer['loop_s']:.1f} s); ours / landlab = {rate / peer['rate']:.1f}x "
-                  f"(wet case, our faster setting)", flush=True)
+            p_rate, o_rate = statistics.median(peers), statistics.median(ours)
+            print(f"landlab OverlandFlow {m} x {m}: {p_rate / 1e6:8.2f} M cell-steps/s; ours on "
+                  f"the same grid, one thread: {o_rate / 1e6:.1f} M; ratio {o_rate / p_rate:.1f}x"
+                  f" (same size); ours at {n} x {n} / landlab at {m} x {m}: "
+                  f"{rate / p_rate:.1f}x", flush=True)
     mem = memory_per_cell(n)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"memory: {mem:.1f} bytes/cell peak (tracemalloc, whole simulate call); process peak "
