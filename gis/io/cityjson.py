@@ -186,22 +186,10 @@ def _choose_lod(available: set[str], wanted: str | None) -> str | None:
 
 @dataclass
 class _Surfaces:
-    """Polygons of one geometry, grouped into surface rows."""
+    """Polygons of one geometry, grouped into surface rows: (type, id, polygons, MultiPolygon)."""
 
-    rows: list[tuple[str, str | None, list[Polygon]]] = field(default_factory=list)
+    rows: list[tuple[str, str | None, np.ndarray, MultiPolygon]] = field(default_factory=list)
     degenerate: int = 0
-
-
-def _ring(indices: list[int], xyz: np.ndarray) -> np.ndarray:
-    return xyz[np.asarray(indices, dtype=np.int64)]
-
-
-def _polygon(surface: list[list[int]], xyz: np.ndarray) -> Polygon | None:
-    """A 3D polygon from CityJSON rings (outer first), None when degenerate."""
-    rings = [_ring(r, xyz) for r in surface if len(r) >= 3]
-    if not rings or len(surface[0]) < 3:
-        return None
-    return Polygon(rings[0], rings[1:])
 
 
 def _walk(boundaries: Any, values: Any, depth: int):
@@ -219,8 +207,11 @@ def geometry_surfaces(geom: dict, xyz: np.ndarray) -> _Surfaces:
     """Surface rows of one CityJSON geometry object: one per referenced semantic surface object,
     plus one ``lod{N}{type}`` row for the polygons without semantics.
 
+    The shapely objects are made in three vectorised calls per geometry (rings, polygons,
+    multipolygons) rather than one per polygon.
+
     Raises:
-        DataError: An unknown geometry type or a vertex index out of range.
+        IndexError: A vertex index out of range.
     """
     gtype = geom.get("type")
     out = _Surfaces()
@@ -228,21 +219,43 @@ def geometry_surfaces(geom: dict, xyz: np.ndarray) -> _Surfaces:
         return out
     sem = geom.get("semantics") or {}
     sem_surfaces = sem.get("surfaces") or []
-    groups: dict[int | None, list[Polygon]] = {}
+    ring_vertices: list[int] = []
+    ring_of_vertex: list[int] = []
+    polygon_of_ring: list[int] = []
+    keys: list[int] = []
+    n_rings = 0
     for surface, value in _walk(geom.get("boundaries") or [], sem.get("values"), _DEPTH[gtype]):
-        poly = _polygon(surface, xyz)
-        if poly is None:
+        if not surface or len(surface[0]) < 3:
             out.degenerate += 1
             continue
-        key = value if isinstance(value, int) and 0 <= value < len(sem_surfaces) else None
-        groups.setdefault(key, []).append(poly)
+        for ring in surface:
+            if len(ring) < 3:
+                continue
+            ring_vertices.extend(ring)
+            ring_vertices.append(ring[0])
+            ring_of_vertex.extend([n_rings] * (len(ring) + 1))
+            polygon_of_ring.append(len(keys))
+            n_rings += 1
+        keys.append(value if isinstance(value, int) and 0 <= value < len(sem_surfaces) else -1)
+    if not keys:
+        return out
+    coords = xyz[np.asarray(ring_vertices, dtype=np.int64)]
+    rings = shapely.linearrings(coords, indices=np.asarray(ring_of_vertex))
+    polygons = shapely.polygons(rings, indices=np.asarray(polygon_of_ring))
+    key_arr = np.asarray(keys)
+    order = np.argsort(key_arr, kind="stable")
+    groups, starts = np.unique(key_arr[order], return_index=True)
+    group_index = np.repeat(np.arange(len(groups)), np.diff(np.append(starts, len(order))))
+    multis = shapely.multipolygons(polygons[order], indices=group_index)
     major = _lod_key(geom.get("lod"))[0]
-    for key, polys in groups.items():
-        if key is None:
-            out.rows.append((f"lod{max(major, 0)}{gtype}", None, polys))
+    for g, (key, start) in enumerate(zip(groups.tolist(), starts.tolist(), strict=True)):
+        stop = starts[g + 1] if g + 1 < len(starts) else len(order)
+        polys = polygons[order[start:stop]]
+        if key < 0:
+            out.rows.append((f"lod{max(major, 0)}{gtype}", None, polys, multis[g]))
         else:
-            s = sem_surfaces[key]
-            out.rows.append((str(s.get("type") or "unknown"), s.get("id"), polys))
+            sf = sem_surfaces[key]
+            out.rows.append((str(sf.get("type") or "unknown"), sf.get("id"), polys, multis[g]))
     return out
 
 
@@ -280,8 +293,9 @@ def _footprint(ground: list[Polygon], lod0: list[Polygon],
             shape = _union_2d(polys)
             if shape is not None:
                 return shape, label
-    flat = [p for p in others if shapely.area(shapely.force_2d(p)) > 1e-6]
-    shape = _union_2d(flat) if flat else None
+    arr = np.asarray(others, dtype=object)
+    flat = arr[shapely.area(shapely.force_2d(arr)) > 1e-6] if len(arr) else arr
+    shape = _union_2d(list(flat)) if len(flat) else None
     return (shape, "xy projection of the surfaces") if shape is not None else (None, "")
 
 
@@ -385,7 +399,7 @@ def _building(oid: str, objects: dict, xyz: np.ndarray, wanted: str | None, vers
             if g.get("type") == "GeometryInstance":
                 skipped["GeometryInstance (templates not read)"] += 1
             elif g.get("type") in _DEPTH and _lod_key(g.get("lod"))[0] == 0:
-                lod0.extend(p for _, _, ps in geometry_surfaces(g, xyz).rows for p in ps)
+                lod0.extend(p for _, _, ps, _ in geometry_surfaces(g, xyz).rows for p in ps)
         picked = [g for g in geoms if chosen is not None and str(g.get("lod")) == chosen
                   and g.get("type") in _DEPTH]
         if cid != oid and not picked and chosen is not None:
@@ -394,11 +408,11 @@ def _building(oid: str, objects: dict, xyz: np.ndarray, wanted: str | None, vers
             got = geometry_surfaces(g, xyz)
             if got.degenerate:
                 skipped["polygons with fewer than 3 vertices"] += got.degenerate
-            for stype, sid, polys in got.rows:
+            for stype, sid, polys, multi in got.rows:
                 (ground if stype == "GroundSurface" else others).extend(polys)
                 rows.append({"building_id": oid, "part_id": None if cid == oid else cid,
                              "surface_type": stype, "lod": _lod_key(chosen)[0],
-                             "surface_id": sid, "geometry": MultiPolygon(polys)})
+                             "surface_id": sid, "geometry": multi})
     footprint, used = _footprint(ground, lod0, others)
     if footprint is None:
         return None, rows
