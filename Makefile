@@ -45,11 +45,13 @@ demo: $(STAMP) $(NODE_STAMP)
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer roads --out $(DEMO_DIR)/tiles/roads
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer rail --out $(DEMO_DIR)/tiles/rail
 	$(NGIS) tiles build --store $(DEMO_DIR)/basemap.gpkg --layer pipelines --out $(DEMO_DIR)/tiles/pipelines
+	$(NGIS) terrain build --dem $(DEMO_DIR)/source/dem.tif --out $(DEMO_DIR)/tiles/dem-terrain
 	$(NGIS) config --store $(DEMO_DIR)/basemap.gpkg --tiles $(DEMO_DIR)/tiles --out $(SERVER_CONFIG)
 	@echo
 	@echo "Base map store: $(DEMO_DIR)/basemap.gpkg (open it in QGIS, or: $(NGIS) catalog show --store $(DEMO_DIR)/basemap.gpkg buildings)"
 	@echo "Picture:        $(DEMO_DIR)/preview.png"
 	@echo "3D Tiles:       $(DEMO_DIR)/tiles/{buildings,buildings-lod1,roads,rail,pipelines}/tileset.json"
+	@echo "Terrain:        $(DEMO_DIR)/tiles/dem-terrain/layer.json (quantized-mesh, from the DEM)"
 	@echo "Server config:  $(SERVER_CONFIG)"
 	@if [ "$(DEMO_SERVE)" = "1" ]; then \
 	  $(NGIS) serve --config $(SERVER_CONFIG) --port $(DEMO_PORT); \
@@ -75,6 +77,7 @@ demo-real: $(STAMP) $(NODE_STAMP)
 	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer roads --out $(REAL_DIR)/tiles/roads
 	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer rail --out $(REAL_DIR)/tiles/rail
 	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_buildings --lod 2 --out $(REAL_DIR)/tiles/plateau_buildings
+	$(NGIS) terrain build --dem ../shared/data/tw-island-relief15s/tw_relief_15s.nc --out $(REAL_DIR)/tiles/dem-terrain
 	$(NGIS) tiles build --store $(REAL_DIR)/basemap.gpkg --layer plateau_pipelines --out $(REAL_DIR)/tiles/plateau_pipelines
 	$(NGIS) config --store $(REAL_DIR)/basemap.gpkg --tiles $(REAL_DIR)/tiles --out $(REAL_DIR)/server_config.yml
 	@if [ "$(DEMO_SERVE)" = "1" ]; then $(NGIS) serve --config $(REAL_DIR)/server_config.yml --port $(DEMO_PORT); \

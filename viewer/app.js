@@ -86,7 +86,21 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
 (async () => {
   const status = document.getElementById("status");
   try {
-    const listed = await listTilesets();
+    const all = await listTilesets();
+    // Terrain (quantized-mesh from our own DEM) goes under the globe; without it CesiumJS draws
+    // the ellipsoid, and the page says so.
+    const terrain = all.find((t) => t.kind === "terrain");
+    const listed = all.filter((t) => t.kind !== "terrain");
+    if (terrain) {
+      const provider = await Cesium.CesiumTerrainProvider.fromUrl(withKey(terrain.url),
+        { requestVertexNormals: true, requestWaterMask: true });
+      viewer.terrainProvider = provider;
+      viewer.scene.globe.enableLighting = false;
+      viewer.scene.globe.depthTestAgainstTerrain = true;
+      state.terrain = terrain.name;
+    } else {
+      state.terrain = null;
+    }
     const names = new Set(listed.map((t) => t.name));
     for (const { name, url } of listed) {
       const tileset = await Cesium.Cesium3DTileset.fromUrl(withKey(url),
@@ -115,7 +129,8 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
       viewer.camera.flyToBoundingSphere(sphere, {
         duration: 0, offset: new Cesium.HeadingPitchRange(0.3, -0.6, sphere.radius * 2.2) });
     }
-    status.textContent = `${state.tilesets.length} tileset(s)`;
+    status.textContent = `${state.tilesets.length} tileset(s); ` +
+      (state.terrain ? "terrain from the national DEM" : "no terrain: ellipsoid (heights float)");
   } catch (err) {
     state.errors.push(String(err));
     status.textContent = `error: ${err}`;

@@ -104,7 +104,12 @@ class GradeView:
         self.api = api
         visible = (config.get("ngis") or {}).get("tilesets") or {}
         self.tilesets = {t: app for t, app in tilesets.items() if t in visible}
-        listing = [{"name": t, "url": f"/3dtiles/{t}/tileset.json"} for t in self.tilesets]
+        # A folder with layer.json is terrain (quantized-mesh): the viewer puts it under the
+        # globe; the others are 3D tilesets.
+        listing = [{"name": t, "kind": "terrain", "url": f"/3dtiles/{t}/"}
+                   if (Path(visible[t]) / "layer.json").is_file() and
+                   not (Path(visible[t]) / "tileset.json").is_file()
+                   else {"name": t, "url": f"/3dtiles/{t}/tileset.json"} for t in self.tilesets]
         self.listing = json.dumps({"tilesets": listing}).encode()
         self.viewer_listing = json.dumps(listing).encode()
 

@@ -155,11 +155,14 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def find_tilesets(tiles_dir: str | os.PathLike) -> dict[str, Path]:
-    """Subfolders of ``tiles_dir`` holding a ``tileset.json``, by folder name."""
+    """Subfolders of ``tiles_dir`` holding a 3D tileset (``tileset.json``) or a terrain
+    (``layer.json``, :mod:`tiles.terrain`), by folder name. A terrain named ``dem-terrain``
+    takes the grade of the ``dem`` layer, like any ``<layer>-<suffix>`` tileset."""
     root = Path(tiles_dir)
     if not root.is_dir():
         return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / "tileset.json").is_file()}
+    return {p.name: p for p in sorted(root.iterdir())
+            if (p / "tileset.json").is_file() or (p / "layer.json").is_file()}
 
 
 def _tileset_layer(tileset_name: str) -> str:

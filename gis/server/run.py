@@ -37,9 +37,11 @@ def check_config(config_path: str | os.PathLike) -> dict:
         raise ServerConfigError(f"{path}: the store {store} does not exist (run `ngis ingest`, "
                                 "or `make demo`)")
     for name, folder in (ngis.get("tilesets") or {}).items():
-        if not (Path(folder) / "tileset.json").is_file():
+        if not ((Path(folder) / "tileset.json").is_file() or
+                (Path(folder) / "layer.json").is_file()):   # 3D Tiles, or terrain
             raise ServerConfigError(f"{path}: tileset {name!r}: {folder}/tileset.json does not "
-                                    "exist (run `ngis tiles build`, then `ngis config` again)")
+                                    "exist (run `ngis tiles build` or `ngis terrain build`, "
+                                    "then `ngis config` again)")
     return config
 
 

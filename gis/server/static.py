@@ -22,7 +22,9 @@ TYPES = {".glb": "model/gltf-binary", ".gltf": "model/gltf+json", ".b3dm": "appl
          ".css": "text/css", ".html": "text/html; charset=utf-8", ".png": "image/png",
          ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".wasm": "application/wasm",
          ".svg": "image/svg+xml", ".xml": "application/xml", ".ktx2": "image/ktx2",
-         ".pbf": "application/vnd.mapbox-vector-tile", ".tif": "image/tiff"}
+         ".pbf": "application/vnd.mapbox-vector-tile", ".tif": "image/tiff",
+         # Cesium quantized-mesh terrain (ngis terrain build: gzip at rest, sent as it is).
+         ".terrain": "application/vnd.quantized-mesh;extensions=octvertexnormals-watermask"}
 GZIP_MAGIC = b"\x1f\x8b"
 COMPRESSIBLE = {".js", ".mjs", ".css", ".json", ".html", ".svg", ".xml", ".gltf", ".glsl"}
 _gzipped: dict[tuple[str, str], bytes] = {}  # (path, etag) -> gzip body: Cesium.js is 6 MB

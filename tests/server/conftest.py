@@ -36,7 +36,7 @@ def access_target(request, tmp_path):
 @pytest.fixture(scope="session")
 def demo_tilesets(demo_store, tmp_path_factory) -> Path:
     """3D tilesets of the demo store: buildings (LOD2, meshopt, gzip at rest), buildings-lod1,
-    roads, pipelines."""
+    roads, pipelines; and the terrain of its DEM (dem-terrain)."""
     out = tmp_path_factory.mktemp("server-tiles")
     for name, args in (("buildings", ["--layer", "buildings", "--lod", "2", "--compress",
                                       "meshopt", "--gzip"]),
@@ -46,6 +46,19 @@ def demo_tilesets(demo_store, tmp_path_factory) -> Path:
         r = CliRunner().invoke(cli, ["-q", "tiles", "build", "--store", str(demo_store), *args,
                                      "--out", str(out / name)])
         assert r.exit_code == 0, r.output
+    # Terrain from the store's DEM (named after the layer, so it takes the DEM's grade).
+    import rasterio
+
+    from gis.store import open_store
+
+    dem = open_store(str(demo_store)).read_raster("dem")
+    dem_file = out.parent / f"{out.name}-dem.tif"
+    with rasterio.open(dem_file, "w", driver="GTiff", width=dem.shape[1], height=dem.shape[0],
+                       count=1, dtype="float32", crs=dem.crs, transform=dem.transform) as dst:
+        dst.write(dem.data, 1)
+    r = CliRunner().invoke(cli, ["-q", "terrain", "build", "--dem", str(dem_file), "--out",
+                                 str(out / "dem-terrain")])
+    assert r.exit_code == 0, r.output
     return out
 
 

@@ -13,6 +13,7 @@ from gis.server.config import build_config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TILESETS = ("buildings", "buildings-lod1", "roads", "rail", "pipelines")
+DEMO_TERRAIN = "dem-terrain"
 
 
 def test_committed_config_is_what_make_demo_writes(demo_store, tmp_path, monkeypatch):
@@ -24,6 +25,8 @@ def test_committed_config_is_what_make_demo_writes(demo_store, tmp_path, monkeyp
     for name in DEMO_TILESETS:
         Path(f"build/demo/tiles/{name}").mkdir(parents=True)
         Path(f"build/demo/tiles/{name}/tileset.json").write_text("{}")
+    Path(f"build/demo/tiles/{DEMO_TERRAIN}").mkdir(parents=True)
+    Path(f"build/demo/tiles/{DEMO_TERRAIN}/layer.json").write_text("{}")
     r = CliRunner().invoke(cli, ["config", "--store", "build/demo/basemap.gpkg", "--tiles",
                                  "build/demo/tiles", "--out", "server_config.yml"])
     assert r.exit_code == 0, r.output

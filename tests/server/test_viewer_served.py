@@ -19,6 +19,17 @@ def test_viewer_at_slash_viewer(server):
         shown = page.evaluate("() => window.ngis.tilesets.map(t => [t.ngisName, t.show])")
         assert dict(shown) == {"buildings": True, "buildings-lod1": False, "roads": True,
                                "pipelines": True}
+        # The ground is our DEM: the terrain CesiumJS samples at a point is the DEM's height
+        # there plus the EGM96 undulation (what the 3D Tiles use), within the finest level's
+        # 0.5 m error and bilinear sampling.
+        assert page.evaluate("() => window.ngis.terrain") == "dem-terrain"
+        lon, lat, expected = _ground_truth(server)
+        got = page.evaluate("""async ([lon, lat]) => {
+            const points = [Cesium.Cartographic.fromDegrees(lon, lat)];
+            const done = await Cesium.sampleTerrainMostDetailed(
+                window.ngis.viewer.terrainProvider, points);
+            return done[0].height; }""", [lon, lat])
+        assert abs(got - expected) < 1.0, (got, expected)
         assert page.evaluate("() => window.ngis.tilesets.filter(t => t.show)"
                              ".every(t => t.statistics.selected > 0)")
         picked = None
@@ -70,3 +81,19 @@ def test_viewer_shows_what_the_key_allows(graded_server):
         assert tiles and all(f"key={key}" in u for u in tiles)
         assert page.evaluate("() => window.ngis.errors") == [] and page.console_errors == []
         assert page.outside_requests == []
+
+
+def _ground_truth(server):
+    """A point in the middle of the demo DEM: (lon, lat, DEM height + geoid undulation)."""
+    import numpy as np
+    from pyproj import Transformer
+
+    from gis.store import open_store
+    from tiles.geoid import undulation
+
+    dem = open_store(str(server.store)).read_raster("dem")
+    row, col = dem.shape[0] // 2 + 0.5, dem.shape[1] // 2 + 0.5     # a cell centre
+    x, y = dem.transform @ (col, row)
+    lon, lat = Transformer.from_crs(dem.crs, 4326, always_xy=True).transform(x, y)
+    h = float(dem.data[int(row), int(col)]) + float(np.asarray(undulation(lat, lon)))
+    return lon, lat, h
