@@ -266,7 +266,7 @@ def _write_tile(job: _Job, z: int, x: int, y: int, grid: np.ndarray) -> int:
     data = encode_tile(mesh, tile_bounds(z, x, y), normals=job.options.normals,
                        watermask=_watermask(grid) if job.options.watermask else None)
     if job.options.gzip:
-        data = gzip.compress(data, compresslevel=3, mtime=0)
+        data = gzip.compress(data, compresslevel=1, mtime=0)
     path = os.path.join(job.out, str(z), str(x), f"{y}.terrain")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as fh:

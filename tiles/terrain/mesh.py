@@ -1,11 +1,19 @@
-"""Error-bounded triangulation of one tile's height grid (Delatin) and its edge vertices.
+"""Error-bounded triangulation of one tile's height grid, and its edge vertices.
 
-A tile's ``(SIZE + 1)``-square grid of ellipsoidal heights is triangulated with Delatin, the greedy
-insertion algorithm of Garland & Heckbert ("Fast polygonal approximation of terrains and height
-fields", CMU-CS-95-181, 1995) as implemented by Mapbox's delatin and its C++ port hmm (pydelatin):
-points are inserted where the current triangulation is worst until every grid sample lies within
-``max_error`` metres of the surface. The four corners and, because the grid's outer rows are the
-tile edges, enough edge samples are always vertices, so the mesh covers the whole tile.
+Two methods, both guaranteeing that every grid sample lies within ``max_error`` metres of the
+mesh (the tests check it against the DEM):
+
+- ``"rtin"`` (default): a right-triangulated irregular network (Evans, Kirkpatrick & Townsend,
+  "Right-triangulated irregular networks", Algorithmica 30, 2001), built the way Mapbox's martini
+  does (V. Agafonkin, 2019): errors are computed bottom-up for the binary tree of right triangles
+  of a 2^k + 1 grid, then the tree is cut top-down wherever the error at a hypotenuse midpoint is
+  above the bound. Martini's error is only the deviation at each midpoint; ours is *strict*: the
+  largest deviation of any grid sample inside the triangle from the triangle's plane, still
+  propagated from children to parents so that the two triangles sharing a hypotenuse always split
+  together (no T-junctions inside a tile). Numba, O(n log n) per tile.
+- ``"delatin"``: greedy insertion (Garland & Heckbert, "Fast polygonal approximation of terrains
+  and height fields", CMU-CS-95-181, 1995) via pydelatin: fewer triangles for the same bound, about
+  ten times slower.
 
 Skirts: quantized-mesh tiles do not store skirt geometry; the format lists the vertices on each
 edge (west, south, east, north) and CesiumJS hangs skirts from them (``TerrainProvider
@@ -20,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydelatin import Delatin
+from numba import njit
 
 
 @dataclass
@@ -44,24 +52,36 @@ class TileMesh:
     max_error: float
 
 
-def triangulate(grid: np.ndarray, max_error: float) -> TileMesh:
+def triangulate(grid: np.ndarray, max_error: float, method: str = "rtin") -> TileMesh:
     """Triangulate a square height grid (row 0 = north) to within ``max_error`` metres.
 
     Args:
-        grid: (size + 1, size + 1) finite heights (m).
+        grid: (size + 1, size + 1) finite heights (m); ``size`` a power of two for "rtin".
         max_error: Largest vertical distance (m) allowed between any grid sample and the mesh.
+        method: "rtin" or "delatin".
     """
     grid = np.ascontiguousarray(grid, dtype=np.float64)
     size = grid.shape[0] - 1
     if grid.shape != (size + 1, size + 1) or not np.isfinite(grid).all():
         raise ValueError("grid must be square and finite")
-    # pydelatin works in float32; heights relative to the minimum keep its rounding < 0.25 mm.
-    base = float(grid.min())
-    tin = Delatin(grid - base, max_error=max_error)
-    xy = np.rint(tin.vertices[:, :2]).astype(np.int32)
-    col, row = xy[:, 0], xy[:, 1]  # pydelatin's y counts up from the last row (the south edge)
+    if method == "rtin":
+        if size & (size - 1):
+            raise ValueError("rtin needs a 2^k + 1 grid")
+        errors = _rtin_errors(grid)
+        col, row_down, tri = _rtin_mesh(errors, size, float(max_error))
+        row = (size - row_down).astype(np.int32)
+    elif method == "delatin":
+        from pydelatin import Delatin
+
+        # pydelatin works in float32; heights relative to the minimum keep its rounding small.
+        tin = Delatin(grid - float(grid.min()), max_error=max_error)
+        xy = np.rint(tin.vertices[:, :2]).astype(np.int32)
+        col, row = xy[:, 0], xy[:, 1]  # pydelatin's y counts up from the south edge
+        tri = tin.triangles.astype(np.uint32)
+    else:
+        raise ValueError(f"unknown method {method!r}")
     height = grid[size - row, col]
-    tri = tin.triangles.astype(np.uint32)
+    tri = tri.astype(np.uint32)
     # Counter-clockwise in (east, north): the sign of the cross product of two edges.
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
     cross = ((col[b] - col[a]).astype(np.int64) * (row[c] - row[a])
@@ -69,7 +89,110 @@ def triangulate(grid: np.ndarray, max_error: float) -> TileMesh:
     flip = cross < 0
     tri[flip, 1], tri[flip, 2] = c[flip], b[flip]
     tri = tri[cross != 0]
-    return TileMesh(col, row, height, tri, size, float(max_error))
+    return TileMesh(col.astype(np.int32), row, height, tri, size, float(max_error))
+
+
+@njit(cache=True)
+def _rtin_errors(grid):
+    """Per grid point, the strict error of the triangles whose hypotenuse midpoint it is,
+    propagated from children (martini's layout: triangle i of the implicit binary tree)."""
+    n = grid.shape[0]
+    tile = n - 1
+    errors = np.zeros(n * n)
+    num = tile * tile * 2 - 2
+    parents = num - tile * tile
+    for i in range(num - 1, -1, -1):
+        tid = i + 2
+        ax = ay = bx = by = cx = cy = 0
+        if tid & 1:
+            bx = by = cx = tile
+        else:
+            ax = ay = cy = tile
+        tid >>= 1
+        while tid > 1:
+            mx = (ax + bx) >> 1
+            my = (ay + by) >> 1
+            if tid & 1:
+                bx, by, ax, ay = ax, ay, cx, cy
+            else:
+                ax, ay, bx, by = bx, by, cx, cy
+            cx, cy = mx, my
+            tid >>= 1
+        mx = (ax + bx) >> 1
+        my = (ay + by) >> 1
+        cx = mx + my - ay
+        cy = my + ax - mx
+        # strict deviation of the samples inside triangle (a, b, c) from its plane
+        ha, hb, hc = grid[ay, ax], grid[by, bx], grid[cy, cx]
+        det = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
+        dev = 0.0
+        x0, x1 = min(ax, bx, cx), max(ax, bx, cx)
+        y0, y1 = min(ay, by, cy), max(ay, by, cy)
+        for py in range(y0, y1 + 1):
+            for px in range(x0, x1 + 1):
+                wa = (by - cy) * (px - cx) + (cx - bx) * (py - cy)
+                wb = (cy - ay) * (px - cx) + (ax - cx) * (py - cy)
+                wc = det - wa - wb
+                if det > 0:
+                    inside = wa >= 0 and wb >= 0 and wc >= 0
+                else:
+                    inside = wa <= 0 and wb <= 0 and wc <= 0
+                if inside:
+                    d = abs(grid[py, px] - (wa * ha + wb * hb + wc * hc) / det)
+                    if d > dev:
+                        dev = d
+        m = my * n + mx
+        if dev > errors[m]:
+            errors[m] = dev
+        if i < parents:
+            left = ((ay + cy) >> 1) * n + ((ax + cx) >> 1)
+            right = ((by + cy) >> 1) * n + ((bx + cx) >> 1)
+            errors[m] = max(errors[m], errors[left], errors[right])
+    return errors
+
+
+@njit(cache=True)
+def _rtin_mesh(errors, tile, max_error):
+    """Cut the triangle tree where errors <= max_error: (columns, rows from the north, (n, 3)
+    triangles)."""
+    n = tile + 1
+    vid = np.full(n * n, -1, np.int64)
+    cols = np.empty(n * n, np.int32)
+    rows = np.empty(n * n, np.int32)
+    tris = np.empty((2 * tile * tile, 3), np.int64)
+    stack = np.empty((256, 6), np.int64)
+    nv = 0
+    nt = 0
+    top = 0
+    stack[0] = (0, 0, tile, tile, tile, 0)
+    stack[1] = (tile, tile, 0, 0, 0, tile)
+    top = 2
+    while top > 0:
+        top -= 1
+        ax, ay, bx, by, cx, cy = stack[top]
+        mx = (ax + bx) >> 1
+        my = (ay + by) >> 1
+        if abs(ax - cx) + abs(ay - cy) > 1 and errors[my * n + mx] > max_error:
+            stack[top] = (bx, by, cx, cy, mx, my)
+            stack[top + 1] = (cx, cy, ax, ay, mx, my)
+            top += 2
+        else:
+            for k in range(3):
+                if k == 0:
+                    px, py = ax, ay
+                elif k == 1:
+                    px, py = bx, by
+                else:
+                    px, py = cx, cy
+                g = py * n + px
+                if vid[g] < 0:
+                    vid[g] = nv
+                    cols[nv] = px
+                    rows[nv] = py
+                    nv += 1
+                tris[nt, k] = vid[g]
+            nt += 1
+    return cols[:nv].copy(), rows[:nv].copy(), tris[:nt].copy()
 
 
 def edge_vertices(col: np.ndarray, row: np.ndarray, size: int) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+from numba import njit
 
 from tiles.placement import WGS84_A, WGS84_F, geodetic_to_ecef
 from tiles.terrain.mesh import TileMesh, edge_vertices
@@ -72,15 +73,52 @@ def oct_encode(n: np.ndarray) -> np.ndarray:
 
 def vertex_normals(ecef: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals (unit, ECEF) of a counter-clockwise mesh."""
-    p0, p1, p2 = (ecef[triangles[:, k]] for k in range(3))
-    face = np.cross(p1 - p0, p2 - p0)
-    idx = triangles.ravel()
-    acc = np.stack([np.bincount(idx, weights=np.repeat(face[:, a], 3), minlength=len(ecef))
-                    for a in range(3)], axis=1)
-    length = np.linalg.norm(acc, axis=1, keepdims=True)
-    up = ecef / RADII**2  # geodetic surface normal direction where a vertex has no face
-    up /= np.linalg.norm(up, axis=1, keepdims=True)
-    return np.where(length > 0, acc / np.where(length > 0, length, 1.0), up)
+    return _normals(np.ascontiguousarray(ecef, np.float64),
+                    np.ascontiguousarray(triangles, np.int64), RADII)
+
+
+@njit(cache=True)
+def _normals(p, tri, radii):
+    acc = np.zeros_like(p)
+    for t in range(tri.shape[0]):
+        a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
+        ux, uy, uz = p[b, 0] - p[a, 0], p[b, 1] - p[a, 1], p[b, 2] - p[a, 2]
+        vx, vy, vz = p[c, 0] - p[a, 0], p[c, 1] - p[a, 1], p[c, 2] - p[a, 2]
+        fx, fy, fz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        for k in (a, b, c):
+            acc[k, 0] += fx
+            acc[k, 1] += fy
+            acc[k, 2] += fz
+    for i in range(p.shape[0]):
+        norm = np.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+        if norm == 0.0:  # no face: the geodetic surface normal
+            for k in range(3):
+                acc[i, k] = p[i, k] / radii[k] ** 2
+            norm = np.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+        for k in range(3):
+            acc[i, k] /= norm
+    return acc
+
+
+@njit(cache=True)
+def _first_use(flat, nverts):
+    """Vertices in order of first use, the old -> new map, and the high-water-mark codes."""
+    new = np.full(nverts, -1, np.int64)
+    order = np.empty(nverts, np.int64)
+    codes = np.empty(len(flat), np.int64)
+    k = 0
+    highest = 0
+    for i in range(len(flat)):
+        v = flat[i]
+        if new[v] < 0:
+            new[v] = k
+            order[k] = v
+            k += 1
+        code = highest - new[v]
+        codes[i] = code
+        if code == 0:
+            highest += 1
+    return order[:k], new, codes
 
 
 def horizon_occlusion_point(ecef: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -113,11 +151,7 @@ def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
             with rows north to south.
     """
     # Vertices in order of first use by the triangles (high-water-mark encoding needs it).
-    flat = mesh.triangles.ravel()
-    used, first = np.unique(flat, return_index=True)
-    order = used[np.argsort(first, kind="stable")]
-    remap = np.empty(len(mesh.col), np.int64)
-    remap[order] = np.arange(len(order))
+    order, remap, codes = _first_use(mesh.triangles.ravel().astype(np.int64), len(mesh.col))
     col, row, h = mesh.col[order], mesh.row[order], mesh.height[order]
     tri = remap[mesh.triangles]
     n = len(order)
@@ -147,7 +181,7 @@ def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
     if wide:
         pos = sum(len(p) for p in parts)
         parts.append(b"\0" * (-pos % 4))
-    parts += [struct.pack("<I", len(tri)), high_water_mark(tri.ravel()).astype(itype).tobytes()]
+    parts += [struct.pack("<I", len(tri)), codes.astype(itype).tobytes()]
     for name, idx in edge_vertices(col, row, mesh.size).items():
         parts += [struct.pack("<I", len(idx)), idx.astype(itype).tobytes()]
     if normals:
