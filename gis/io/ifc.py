@@ -12,6 +12,7 @@ walls -> WallSurface, slabs -> GroundSurface when ``BASESLAB`` else FloorSurface
 The ``building`` frame has one row per IfcBuilding: an LOD1 envelope, i.e. the footprint (xy
 union of the non-vertical triangles of its elements), ``ground_elevation`` (lowest element point)
 and ``height`` (highest minus lowest point), so the building also appears at the coarse levels.
+Footings and piles are left out of the envelope (they lie below ground).
 
 Georeferencing, first found wins (buildingSMART "User Guide for Geo-referencing in IFC" v2.0,
 2020; Clemen & Görne 2019, "Level of Georeferencing (LoGeoRef) using IFC for BIM", JGGS 10):
@@ -64,6 +65,8 @@ SURFACE_OF_CLASS = {"IfcRoof": "RoofSurface", "IfcWall": "WallSurface",
                     "IfcWallStandardCase": "WallSurface", "IfcCurtainWall": "WallSurface",
                     "IfcWindow": "WallSurface", "IfcDoor": "WallSurface",
                     "IfcPlate": "WallSurface", "IfcMember": "WallSurface"}
+#: Left out of the envelope (footprint, ground elevation, height): foundations below ground.
+_BELOW_GROUND = frozenset({"IfcFooting", "IfcPile"})
 ELEMENT_COLUMNS = [*SURFACE_COLUMNS, "ifc_class", "name", "storey", "properties"]
 _FAR_M = 1000.0
 
@@ -457,15 +460,18 @@ def read_ifc(path: str | os.PathLike, origin: tuple[float, float, float] | None 
             continue
         building = _building_of(el, cache)
         bid = building.GlobalId if building is not None else "(no IfcBuilding)"
-        per_building.setdefault(bid, (building, []))[1].append(polys)
+        slot = per_building.setdefault(bid, (building, [], []))
+        slot[1].append(polys)
+        if el.is_a() not in _BELOW_GROUND:
+            slot[2].append(polys)
         rows.append({"building_id": bid, "part_id": gid, "surface_type": _surface_type(el),
                      "lod": 4, "surface_id": gid, "ifc_class": el.is_a(), "name": el.Name,
                      "storey": _storey_of(el), "properties": _properties(el),
                      "geometry": shapely.MultiPolygon(list(polys))})
     records = []
     file_name = os.path.basename(p)
-    for bid, (building, parts) in per_building.items():
-        polys = np.concatenate(parts)
+    for bid, (building, parts, above) in per_building.items():
+        polys = np.concatenate(above or parts)
         z = shapely.get_coordinates(polys, include_z=True)[:, 2]
         footprint = _footprint(polys)
         if footprint is None:
@@ -518,7 +524,7 @@ def _frame(records: list[dict], columns: list[str], crs: CRS | None, floats: tup
 
 FIELD_SOURCES = {
     "id": "IfcBuilding GlobalId", "name": "IfcBuilding Name",
-    "height": "highest minus lowest point of the building's elements",
-    "ground_elevation": "lowest point of the building's elements (map height)",
+    "height": "highest minus lowest point of the building's elements (footings, piles excluded)",
+    "ground_elevation": "lowest point of the building's elements but footings/piles (map height)",
     "lod": "4 (element geometry)", "geometry": "xy union of the elements' non-vertical triangles",
 }
