@@ -29,7 +29,7 @@ def flood_runs(graded_server):
 def test_flood_process_returns_warning_areas_and_impacts(flood_runs):
     status, _, body = flood_runs["restricted"]
     assert status == 200, body[:500]
-    doc = json.loads(body)["value"]
+    doc = json.loads(body)
     s = doc["summary"]
     assert s["model"]["mode"] == "rain" and s["model"]["volume"]["relative_error"] < 1e-6
     areas = doc["warning_areas"]["features"]
@@ -46,11 +46,11 @@ def test_flood_process_returns_warning_areas_and_impacts(flood_runs):
 def test_flood_process_hides_what_the_grade_may_not_see(flood_runs):
     status, _, body = flood_runs["public"]
     assert status == 200, body[:500]
-    doc = json.loads(body)["value"]
+    doc = json.loads(body)
     assert "pipelines" not in doc["affected"] and "pipelines" not in doc["summary"]["impacts"]
     assert b"pipe" not in body.lower()
     # Everything public is the same for both grades.
-    restricted = json.loads(flood_runs["restricted"][2])["value"]
+    restricted = json.loads(flood_runs["restricted"][2])
     assert doc["summary"]["impacts"]["buildings"] == \
         restricted["summary"]["impacts"]["buildings"]
     assert doc["warning_areas"] == restricted["warning_areas"]

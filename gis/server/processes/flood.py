@@ -67,8 +67,12 @@ PROCESS_METADATA = {
                     "minOccurs": 0, "maxOccurs": 1},
     },
     "outputs": {
-        "flood": {"title": "Summary, warning areas and affected features",
-                  "schema": {"type": "object", "contentMediaType": "application/json"}},
+        "summary": {"title": "Run summary", "schema": {"type": "object",
+                                                       "contentMediaType": "application/json"}},
+        "warning_areas": {"title": "Warning areas (CRS84)", "schema": {
+            "type": "object", "contentMediaType": "application/geo+json"}},
+        "affected": {"title": "Affected features per layer", "schema": {
+            "type": "object", "contentMediaType": "application/json"}},
     },
     "example": {"inputs": {
         "area": {"type": "Polygon", "coordinates": [[[120.6130, 24.0620], [120.6160, 24.0620],
@@ -168,7 +172,7 @@ class FloodProcessor(BaseProcessor):
                 stage=number(data, "stage_m", None, lo=0.0, hi=100.0), layers=layers)
         except NgisError as err:
             raise ProcessorExecuteError(str(err))
-        return "application/json", {"id": "flood", "value": _document(result)}
+        return "application/json", _document(result)
 
     def __repr__(self):
         return f"<FloodProcessor {self.store_uri}>"
