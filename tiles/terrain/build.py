@@ -36,6 +36,7 @@ assemble the levels above them in the parent.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import multiprocessing
@@ -44,7 +45,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -135,19 +135,29 @@ def inspect_dems(paths: Sequence[str | os.PathLike]) -> list[DemInfo]:
     return infos
 
 
-@cache
+_OPEN: dict[tuple[str, str], tuple] = {}
+
+
 def _open(path: str, crs_wkt: str):
-    """Per-process cache of open datasets and lon/lat -> DEM transformers."""
-    import rasterio
+    """Open datasets and lon/lat -> DEM transformers, kept for one build (:func:`_close_all`)."""
+    key = (path, crs_wkt)
+    if key not in _OPEN:
+        import rasterio
 
-    from gis.io.raster import dem_gdal_path
+        from gis.io.raster import dem_gdal_path
 
-    src = rasterio.open(dem_gdal_path(path))
-    crs = CRS.from_wkt(crs_wkt)
-    geographic = crs.equals(CRS.from_epsg(4326), ignore_axis_order=True)
-    transformer = None if geographic else Transformer.from_crs(CRS.from_epsg(4326), crs,
-                                                               always_xy=True)
-    return src, transformer
+        src = rasterio.open(dem_gdal_path(path))
+        crs = CRS.from_wkt(crs_wkt)
+        geographic = crs.equals(CRS.from_epsg(4326), ignore_axis_order=True)
+        transformer = None if geographic else Transformer.from_crs(CRS.from_epsg(4326), crs,
+                                                                   always_xy=True)
+        _OPEN[key] = (src, transformer)
+    return _OPEN[key]
+
+
+def _close_all() -> None:
+    while _OPEN:
+        _OPEN.popitem()[1][0].close()
 
 
 def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -323,7 +333,10 @@ def _subtree(job: _Job, z: int, x: int, y: int,
 
 def _subtree_job(args) -> tuple[tuple[int, int, int], np.ndarray, int, int]:
     job, z, x, y = args
-    part, tiles, nbytes = _subtree(job, z, x, y)
+    try:
+        part, tiles, nbytes = _subtree(job, z, x, y)
+    finally:
+        _close_all()
     return (z, x, y), part, tiles, nbytes
 
 
@@ -376,7 +389,7 @@ def build_terrain(dems: Sequence[str | os.PathLike], out: str | os.PathLike,
     errors = {z: options.max_error * 2.0 ** (max_zoom - z) for z in range(max_zoom + 1)}
     summary = TerrainSummary(Path(out), max_zoom=max_zoom, max_error=errors, available=ranges,
                              cells=sum(d.cells for d in infos))
-    with output_dir(out) as tmp:
+    with output_dir(out) as tmp, _closing():
         job = _Job(tuple(infos), str(tmp), max_zoom, options.max_error, tuple(ranges), options)
         split = _split_level(ranges, options.workers)
         if split is None:
@@ -403,6 +416,14 @@ def build_terrain(dems: Sequence[str | os.PathLike], out: str | os.PathLike,
         summary.bytes += len(data)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+@contextlib.contextmanager
+def _closing():
+    try:
+        yield
+    finally:
+        _close_all()
 
 
 def _split_level(ranges, workers: int) -> int | None:
