@@ -63,9 +63,14 @@ def validate_layer(layer: SourceLayer, standard: str | None = None) -> LayerRepo
     report.issues.extend(check_records(std, layer.frame.drop(columns="geometry", errors="ignore")))
     if std.geometry_types:
         report.issues.extend(check_geometry(layer, std.geometry_types, std.id_field))
-    # problems the reader found in the source itself (IFC georeferencing, units, empty geometry)
-    report.issues.extend(Issue(-1, record, fld, problem)
-                         for record, fld, problem in getattr(layer, "problems", ()))
+    # problems the reader found in the source itself (IFC georeferencing, units, empty geometry;
+    # CityJSON self-intersecting surfaces): against their record when it is a row, else layer-wide
+    problems = getattr(layer, "problems", ())
+    if problems:
+        rows = {str(v): i for i, v in enumerate(layer.frame[std.id_field])} \
+            if std.id_field in layer.frame else {}
+        report.issues.extend(Issue(rows.get(record, -1), record, fld, problem)
+                             for record, fld, problem in problems)
     order = {name: i for i, name in enumerate(["geometry", *std.properties])}
     report.issues.sort(key=lambda i: (i.row, order.get(i.field, -1)))
     return report

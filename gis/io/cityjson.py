@@ -33,6 +33,11 @@ CRS: ``metadata.referenceSystem`` (``https://www.opengis.net/def/crs/EPSG/0/7415
 ``urn:ogc:def:crs:EPSG::7415``), kept whole (7415 = RD New + NAP height, so z keeps its datum).
 CityJSON axis order is always x = easting, y = northing. A file without one yields a frame
 without CRS (``ngis validate`` reports it; ``--crs`` supplies it).
+
+Validation: every surface polygon is checked in its own plane (:func:`planar_validity`: projected
+on the basis of its Newell normal, then GEOS validity), and each invalid one (self-intersecting
+ring, hole outside its shell, no area) becomes one problem line against its Building
+(``layer.problems``, which :func:`gis.validate.validate_layer` reports).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from gis.io.model import SourceLayer
 
 __all__ = ["read_cityjson", "is_cityjson", "cityjson_crs", "iter_documents"]
 
+_WHERE = re.compile(r"\[(\S+) (\S+)\]")
 _EPSG = re.compile(r"EPSG(?:/\d+/|::?)(\d+)", re.IGNORECASE)
 _ROOF_TYPES = {"1000": "flat", "1010": "shed", "1030": "gable", "1040": "hip",
                "1060": "mansard", "1070": "pyramid", "1090": "dome", "horizontal": "flat",
@@ -379,9 +385,80 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
                    ("storeys", "year_built", "lod"))
     surfaces = _frame(surface_rows, SURFACE_COLUMNS, crs, (), ("lod",))
     surfaces["lod"] = surfaces["lod"].astype("int64")
-    return SourceLayer(path=p, name="Building", frame=frame, standard="building",
-                       field_sources=dict(FIELD_SOURCES), extras={"surfaces": surfaces},
-                       skipped=[f"{n} {what}" for what, n in skipped.items()])
+    layer = SourceLayer(path=p, name="Building", frame=frame, standard="building",
+                        field_sources=dict(FIELD_SOURCES), extras={"surfaces": surfaces},
+                        skipped=[f"{n} {what}" for what, n in skipped.items()])
+    layer.problems = surface_problems(surfaces)  # type: ignore[attr-defined]  # gis.validate
+    return layer
+
+
+def planar_validity(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each 3D polygon is valid in its own plane, and the reasons.
+
+    Each polygon is projected onto its plane (orthonormal basis of the Newell normal of its
+    exterior ring, :func:`gis.mesh.surfaces.newell_normals`), all at once, and checked by GEOS
+    (self-intersecting rings, holes outside the shell...). Polygons with no area are invalid.
+
+    Returns:
+        ``(valid, reasons)``: (n,) bool and (n,) object (GEOS reason, "" when valid).
+    """
+    from gis.mesh.surfaces import newell_normals
+
+    polys = np.asarray(polygons, dtype=object)
+    n = len(polys)
+    if not n:
+        return np.zeros(0, bool), np.zeros(0, object)
+    ext_xyz, ext_idx = shapely.get_coordinates(shapely.get_exterior_ring(polys), include_z=True,
+                                               return_index=True)
+    counts = np.bincount(ext_idx, minlength=n) - 1  # rings are closed: drop the repeat
+    starts = np.concatenate([[0], np.cumsum(counts + 1)[:-1]])
+    keep = np.ones(len(ext_xyz), bool)
+    keep[starts + counts] = False
+    normals = newell_normals(ext_xyz[keep], starts - np.arange(n), counts)
+    length = np.linalg.norm(normals, axis=1)
+    flat = length <= 1e-12
+    normals = normals / np.where(flat, 1.0, length)[:, None]
+    helper = np.where((np.abs(normals[:, 2]) < 0.9)[:, None], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0])
+    u = np.cross(helper, normals)
+    u /= np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
+    v = np.cross(normals, u)
+    xyz, idx = shapely.get_coordinates(polys, include_z=True, return_index=True)
+    origin = ext_xyz[starts]
+    d = xyz - origin[idx]
+    uv = np.c_[np.einsum("ij,ij->i", d, u[idx]), np.einsum("ij,ij->i", d, v[idx])]
+    projected = shapely.set_coordinates(shapely.force_2d(polys), uv)
+    valid = shapely.is_valid(projected) & ~flat
+    reasons = np.full(n, "", dtype=object)
+    bad = np.flatnonzero(~valid)
+    for i in bad:
+        if flat[i]:
+            reasons[i] = "no area"
+            continue
+        text = str(shapely.is_valid_reason(projected[i]))
+        m = _WHERE.search(text)
+        if m:  # the GEOS location is in plane coordinates: back to x, y, z
+            a, b = float(m.group(1)), float(m.group(2))
+            x, y, z = origin[i] + a * u[i] + b * v[i]
+            text = f"{text[:m.start()].strip()} at ({x:.3f}, {y:.3f}, {z:.3f})"
+        reasons[i] = text
+    return valid, reasons
+
+
+def surface_problems(surfaces: gpd.GeoDataFrame) -> list[tuple[str, str, str]]:
+    """One ``(building id, "surfaces", problem)`` per surface polygon that is not valid in its
+    plane (self-intersection and the like); see :func:`planar_validity`."""
+    if not len(surfaces):
+        return []
+    parts, row = shapely.get_parts(surfaces.geometry.to_numpy(), return_index=True)
+    valid, reasons = planar_validity(parts)
+    out = []
+    for i in np.flatnonzero(~valid):
+        rec = surfaces.iloc[row[i]]
+        part = f" of BuildingPart {rec['part_id']}" if rec["part_id"] else ""
+        out.append((str(rec["building_id"]), "surfaces",
+                    f"{rec['surface_type']} polygon{part} is not valid in its plane: "
+                    f"{reasons[i]}"))
+    return out
 
 
 def _building(oid: str, objects: dict, xyz: np.ndarray, wanted: str | None, version: str | None,
