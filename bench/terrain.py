@@ -136,15 +136,14 @@ def run_peer(dem: str, out: str, max_error: float, max_zoom: int) -> dict:
     from quantized_mesh_encoder import encode
     from rasterio.vrt import WarpedVRT
     from rasterio.warp import transform_bounds
-    from rasterio.windows import from_bounds
+    from affine import Affine
+    from rasterio.enums import Resampling
 
     from tiles.terrain.tiling import SIZE, tile_bounds, tile_range
 
     t0 = time.perf_counter()
     tiles = nbytes = 0
-    with rasterio.open(dem) as src, WarpedVRT(src, crs="EPSG:4326", resampling=1,
-                                              src_nodata=src.nodata, nodata=np.nan,
-                                              dtype="float32") as vrt:
+    with rasterio.open(dem) as src:
         bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
         cells = src.width * src.height
         for z in range(max_zoom + 1):
@@ -154,9 +153,11 @@ def run_peer(dem: str, out: str, max_error: float, max_zoom: int) -> dict:
                 for y in range(y0, y1 + 1):
                     w, s, e, n = tile_bounds(z, x, y)
                     d = (e - w) / SIZE
-                    win = from_bounds(w - d / 2, s - d / 2, e + d / 2, n + d / 2, vrt.transform)
-                    grid = vrt.read(1, window=win, out_shape=(SIZE + 1, SIZE + 1), boundless=True,
-                                    fill_value=np.nan, resampling=1).astype(np.float64)
+                    with WarpedVRT(src, crs="EPSG:4326", resampling=Resampling.bilinear,
+                                   transform=Affine(d, 0, w - d / 2, 0, -d, n + d / 2),
+                                   width=SIZE + 1, height=SIZE + 1, src_nodata=src.nodata,
+                                   nodata=np.nan, dtype="float32") as vrt:
+                        grid = vrt.read(1).astype(np.float64)
                     grid = np.where(np.isfinite(grid), grid, 0.0)
                     tin = Delatin(grid, max_error=err)
                     v = tin.vertices.astype(np.float64)
