@@ -203,7 +203,7 @@ def _row_velocity(hm, h0, hp, zm, z0, zp, qw, qn, qs, vm, count, hmin, vel_depth
         vm[k] = max(np.float64(vm[k]), sp)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _fluxes_row(j, h, z, qxo, qxn, qyo, qyn, nsq, msk, lo, hi, flags, sinkrow, ux, vy, dt, dx,
                 theta, hmin, vel_depth):
     """Pass 1 for row ``j``: new fluxes on its east faces and on the south faces below it; flag
@@ -357,7 +357,7 @@ def _limit_apply(qxw, qn, qs, fb, count):
             qn[k] = q * fb[k + 1]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _limit_row(j, h, z, qx, qy, lo, hi, flags, fbuf, dt, dx):
     """Pass 2 for a flagged row ``j``: scale the outgoing fluxes of cells that would drain
     below zero (two vectorised sweeps through a per-thread row buffer)."""
@@ -429,7 +429,7 @@ def _row_update(hr, zr, qxw, qn, qs, rr, rstep, r0, hmr, arr, uw, vn, vs, vmr, c
     return rhm, out, wlo + first, whi + first
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, fastmath=_FM, error_model="numpy")
 def _continuity_row(j, h, z, qx, qy, rain, rmsk, lo, hi, hmax, arrival, ux, vy, vmax, row_hmax,
                     row_out, row_wlo, row_whi, dt, dx, t_new, wet_threshold, vel_depth):
     """Pass 3 for row ``j``: depth update, rain, maxima, arrival, boundary outflow, wet extent."""
