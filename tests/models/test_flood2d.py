@@ -103,3 +103,18 @@ def test_bad_input_raises_data_error():
         simulate(z, 1.0, 10.0, inflows=[Inflow(100.0, 100.0, 1.0, 1.0)])
     with pytest.raises(DataError):
         simulate(z, 1.0, 10.0, manning=np.zeros((3, 3)))
+
+
+def test_progress_reports_simulated_time_and_snapshots_land_on_time():
+    z = _bumpy(60, 80)
+    seen = []
+    res = simulate(z, 2.0, 900.0, rain=Hyetograph.uniform(30.0, 600.0),
+                   snapshot_times=(0.0, 123.4, 600.0, 900.0), progress=seen.append)
+    assert seen and seen[-1] == 900.0 and all(b >= a for a, b in zip(seen, seen[1:]))
+    assert sorted(res.snapshots) == [0.0, 123.4, 600.0, 900.0]
+    assert np.all(res.snapshots[0.0] == 0.0)
+    np.testing.assert_array_equal(res.snapshots[900.0], res.final_depth)
+    # rain stops at 600 s: storage can only fall afterwards on this draining plane
+    assert np.nansum(res.snapshots[900.0]) < np.nansum(res.snapshots[600.0])
+    st = res.stats
+    assert st.steps > 0 and st.cell_steps > 0 and st.loop_s > 0 and st.wall_s >= st.loop_s
