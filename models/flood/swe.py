@@ -24,9 +24,10 @@ over-drain), so it costs nothing in ordinary flow.
 Layout and speed: the grid is padded with a one-cell ring. Walls (blocked cells and the ring of a
 closed domain) carry a huge bed level so their face depth is zero; sinks (NaN cells and the ring of
 an open domain) take the outflow of their wet neighbours at critical depth, ``q = h sqrt(g h)``,
-and the volume they receive is summed as boundary outflow. Depth is float64 (float32 depth lost
-~1e-5 of the volume over a thousand steps of rain: rounding of small increments is correlated
-across cells), bed, fluxes and outputs float32; volumes are float64 sums. Each row keeps an
+and the volume they receive is summed as boundary outflow. Depth is float64 (in float32 a small
+rain increment added to many equal depths rounds the same way in every cell, so errors of ~1e-8
+per step would add up rather than cancel: an estimate, not measured), bed, fluxes and outputs
+float32; volumes are float64 sums. Each row keeps an
 *active span* of columns (wet cells dilated by one in every direction, never shrinking) and the
 loops cover only rows holding spans, so dry land costs nothing. A step is three passes over the
 rows (numba, one thread or ``prange``): pass 1 the face fluxes and the face velocities of the
