@@ -474,3 +474,25 @@ def test_wide_indices_tile_decodes_per_spec():
     assert len(t["ext"][1]) == 2 * n
     for name in ("west", "south", "east", "north"):
         assert len(t["edges"][name]) == SIZE + 1
+
+
+def test_delatin_mesh_also_within_bound(demo_dem, tmp_path):
+    out = tmp_path / "t"
+    build_terrain([demo_dem], out, TerrainOptions(max_zoom=11, max_error=0.3, mesh="delatin"))
+    worst = _check_reproduces_dem(demo_dem, out)
+    assert 0.05 < worst[11] <= 0.3 + 0.01
+
+
+@pytest.mark.shared_data
+def test_netcdf_without_crs_gives_the_same_tiles_as_geotiff(shared_data, tmp_path):
+    """The original GMT netCDF (no CRS tag: EPSG:4326 assumed) and its GeoTIFF copy."""
+    tif = shared_data(*SW_DEM)
+    nc = shared_data("tw-sw-dem40m", "tw_sw40_moi40m_wgs84.nc")
+    a, b = tmp_path / "a", tmp_path / "b"
+    build_terrain([tif], a, TerrainOptions(max_zoom=7))
+    build_terrain([nc], b, TerrainOptions(max_zoom=7))
+    files = sorted(p.relative_to(a) for p in a.rglob("*.terrain"))
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*.terrain")) and len(files) > 8
+    for f in files:
+        ta, tb = (spec_decode(gzip.decompress((d / f).read_bytes())) for d in (a, b))
+        assert np.array_equal(ta["h"], tb["h"]) and np.array_equal(ta["indices"], tb["indices"])

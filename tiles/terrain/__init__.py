@@ -1,7 +1,7 @@
 """Cesium quantized-mesh terrain from DEMs (issue 10).
 
 - :mod:`tiles.terrain.tiling`: the geographic TMS tiling scheme (2 x 1 tiles at level 0).
-- :mod:`tiles.terrain.mesh`: error-bounded Delatin triangulation per tile, edge vertices.
+- :mod:`tiles.terrain.mesh`: error-bounded triangulation per tile (strict RTIN or Delatin), edge vertices.
 - :mod:`tiles.terrain.qmesh`: quantized-mesh-1.0 encoder (octvertexnormals, watermask).
 - :mod:`tiles.terrain.layer`: ``layer.json`` with the available tile ranges.
 - :mod:`tiles.terrain.build`: streaming build from DEM files, heights made ellipsoidal with the

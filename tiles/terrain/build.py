@@ -17,8 +17,8 @@ Method:
    our 3D Tiles, :func:`tiles.placement.geodetic`), so buildings sit on the terrain. No-data
    samples are put at mean sea level (H = 0; N of the nearest shipped geoid point outside the
    grid) and marked as water in the watermask.
-5. Each grid is triangulated with Delatin to ``max_error * 2 ** (max_zoom - z)`` metres
-   (:mod:`tiles.terrain.mesh`) and encoded as quantized-mesh-1.0 with the octvertexnormals and
+5. Each grid is triangulated to ``max_error * 2 ** (max_zoom - z)`` metres, a bound that holds at
+   every grid sample (strict-error RTIN by default, or Delatin; :mod:`tiles.terrain.mesh`) and encoded as quantized-mesh-1.0 with the octvertexnormals and
    watermask extensions (:mod:`tiles.terrain.qmesh`).
 
 Output layout (the served URL layout): ``OUT/layer.json`` and ``OUT/{z}/{x}/{y}.terrain``, y from
@@ -72,6 +72,7 @@ class TerrainOptions:
         gzip: Store ``.terrain`` files gzip-compressed (served with Content-Encoding: gzip).
         normals: Add the octvertexnormals extension.
         watermask: Add the watermask extension (no-data = water).
+        mesh: Triangulation, "rtin" (fast) or "delatin" (fewer triangles).
     """
 
     max_zoom: int | None = None
@@ -80,6 +81,7 @@ class TerrainOptions:
     gzip: bool = True
     normals: bool = True
     watermask: bool = True
+    mesh: str = "rtin"
 
 
 @dataclass
@@ -272,7 +274,7 @@ class _Job:
 def _write_tile(job: _Job, z: int, x: int, y: int, grid: np.ndarray) -> int:
     """Mesh, encode and write one tile; returns the bytes written."""
     h = ellipsoidal(grid, z, x, y)
-    mesh = triangulate(h, job.max_error * 2.0 ** (job.max_zoom - z))
+    mesh = triangulate(h, job.max_error * 2.0 ** (job.max_zoom - z), job.options.mesh)
     data = encode_tile(mesh, tile_bounds(z, x, y), normals=job.options.normals,
                        watermask=_watermask(grid) if job.options.watermask else None)
     if job.options.gzip:
@@ -374,6 +376,8 @@ def build_terrain(dems: Sequence[str | os.PathLike], out: str | os.PathLike,
     t0 = time.perf_counter()
     if not dems:
         raise DataError("no DEM given")
+    if options.mesh not in ("rtin", "delatin"):
+        raise DataError(f"unknown mesh method {options.mesh!r}")
     if not options.max_error > 0:
         raise DataError(f"max error must be > 0 m, not {options.max_error}")
     infos = inspect_dems(dems)
