@@ -189,7 +189,7 @@ def _check_reproduces_dem(dem, out):
         got = np.asarray(surface(K.astype(float), R.astype(float)).filled(np.nan))
         assert np.isfinite(got).all(), "mesh must cover the whole tile"
         dev = np.abs(got[valid] - expected).max()
-        tol = errors[z] + t["q"] / 2 + 2e-3
+        tol = errors[z] + 1e-3  # the stated bound includes the height quantization
         assert dev <= tol, (z, x, y, dev, tol)
         worst[z] = max(worst.get(z, 0.0), dev)
         checked += 1
@@ -201,7 +201,7 @@ def test_demo_tiles_reproduce_dem_within_level_error(demo_terrain):
     dem, out, summary = demo_terrain
     worst = _check_reproduces_dem(dem, out)
     assert summary.max_zoom == 13  # 10 m cells: 180 / 2**13 / 256 deg = 9.5 m spacing
-    assert worst[13] <= 0.5 + 0.01
+    assert worst[13] <= 0.5 + 1e-3
 
 
 @pytest.mark.shared_data
@@ -480,7 +480,7 @@ def test_delatin_mesh_also_within_bound(demo_dem, tmp_path):
     out = tmp_path / "t"
     build_terrain([demo_dem], out, TerrainOptions(max_zoom=11, max_error=0.3, mesh="delatin"))
     worst = _check_reproduces_dem(demo_dem, out)
-    assert 0.05 < worst[11] <= 0.3 + 0.01
+    assert 0.05 < worst[11] <= 0.3 + 1e-3
 
 
 @pytest.mark.shared_data

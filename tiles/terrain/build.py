@@ -17,9 +17,11 @@ Method:
    our 3D Tiles, :func:`tiles.placement.geodetic`), so buildings sit on the terrain. No-data
    samples are put at mean sea level (H = 0; N of the nearest shipped geoid point outside the
    grid) and marked as water in the watermask.
-5. Each grid is triangulated to ``max_error * 2 ** (max_zoom - z)`` metres, a bound that holds at
-   every grid sample (strict-error RTIN by default, or Delatin; :mod:`tiles.terrain.mesh`) and encoded as quantized-mesh-1.0 with the octvertexnormals and
-   watermask extensions (:mod:`tiles.terrain.qmesh`).
+5. Each grid is triangulated to ``max_error * 2 ** (max_zoom - z)`` metres minus half the 16-bit
+   height quantization step, so the stated bound holds for the decoded tile at every grid sample
+   (strict-error RTIN by default, or Delatin; :mod:`tiles.terrain.mesh`), and encoded as
+   quantized-mesh-1.0 with the octvertexnormals and watermask extensions
+   (:mod:`tiles.terrain.qmesh`).
 
 Output layout (the served URL layout): ``OUT/layer.json`` and ``OUT/{z}/{x}/{y}.terrain``, y from
 the south. The ``.terrain`` files are gzip-compressed at rest under their plain names, like our
@@ -55,7 +57,7 @@ from tiles.geoid import OutsideGeoidGrid, undulation
 from tiles.geoid import _grid as _geoid_grid
 from tiles.terrain.layer import layer_json
 from tiles.terrain.mesh import triangulate
-from tiles.terrain.qmesh import EXTENSIONS, encode_tile
+from tiles.terrain.qmesh import EXTENSIONS, encode_tile, quantization_error
 from tiles.terrain.tiling import SIZE, native_zoom, sample_lonlat, tile_bounds, tile_range
 
 CONTENT_TYPE = "application/vnd.quantized-mesh;extensions=" + "-".join(EXTENSIONS)
@@ -274,7 +276,10 @@ class _Job:
 def _write_tile(job: _Job, z: int, x: int, y: int, grid: np.ndarray) -> int:
     """Mesh, encode and write one tile; returns the bytes written."""
     h = ellipsoidal(grid, z, x, y)
-    mesh = triangulate(h, job.max_error * 2.0 ** (job.max_zoom - z), job.options.mesh)
+    # The stated bound covers the mesh and the 16-bit height quantization together.
+    bound = job.max_error * 2.0 ** (job.max_zoom - z)
+    budget = bound - quantization_error(float(h.min()), float(h.max())) - 1e-4
+    mesh = triangulate(h, max(budget, 0.0), job.options.mesh)
     data = encode_tile(mesh, tile_bounds(z, x, y), normals=job.options.normals,
                        watermask=_watermask(grid) if job.options.watermask else None)
     if job.options.gzip:

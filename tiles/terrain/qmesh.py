@@ -41,6 +41,23 @@ EXT_WATERMASK = 2
 EXTENSIONS = ("octvertexnormals", "watermask")
 
 
+def float32_outward(lo: float, hi: float) -> tuple[float, float]:
+    """``lo`` and ``hi`` rounded outwards to float32 (the header's min/max heights), so that
+    quantizing against them is exactly what a decoder undoes."""
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    if lo32 > lo:
+        lo32 = np.nextafter(lo32, np.float32(-np.inf))
+    if hi32 < hi:
+        hi32 = np.nextafter(hi32, np.float32(np.inf))
+    return float(lo32), float(hi32)
+
+
+def quantization_error(lo: float, hi: float) -> float:
+    """Largest height error (m) of 16-bit quantization over [lo, hi] (half a step)."""
+    lo, hi = float32_outward(lo, hi)
+    return (hi - lo) / QMAX / 2
+
+
 def zigzag_delta(values: np.ndarray) -> np.ndarray:
     """Zig-zag encoded deltas of non-negative ints (< 2**15) as uint16."""
     d = np.diff(values.astype(np.int32), prepend=0)
@@ -159,7 +176,7 @@ def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
     west, south, east, north = bounds
     lon = west + (east - west) * col / mesh.size
     lat = south + (north - south) * row / mesh.size
-    hmin, hmax = float(h.min()), float(h.max())
+    hmin, hmax = float32_outward(float(h.min()), float(h.max()))  # as the header stores them
     ecef = np.stack(geodetic_to_ecef(lon, lat, h), axis=1)
     lo, hi = ecef.min(axis=0), ecef.max(axis=0)
     sphere = (lo + hi) / 2
