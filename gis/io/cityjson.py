@@ -363,7 +363,8 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
         xyz = _vertices(doc, p)
         for oid, obj in objects.items():
             otype = obj.get("type")
-            if otype == "BuildingPart" or (otype == "Building" and obj.get("parents")):
+            if otype == "BuildingPart" or (otype == "Building" and any(
+                    objects.get(q, {}).get("type") == "Building" for q in obj.get("parents") or ())):
                 continue
             if otype != "Building":
                 skipped[f"{otype} (not a building)"] += 1
