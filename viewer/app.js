@@ -137,3 +137,122 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
   }
   state.ready = true;
 })();
+
+
+// Hazard models on the map: each button runs an OGC API Process of this server over the area in
+// view (with the page's key, so a grade sees only what it may) and drapes the result on the
+// ground with a legend. Buttons appear only for processes this client's grade can run.
+const HAZARDS = {
+  flood: {
+    label: "Flood: river 2 m above its channels (HAND)",
+    // Parts under 50 x 50 m are left out: hundreds of tiny ground-clamped polygons cost the
+    // browser more than they tell.
+    inputs: (r) => ({ area: polygonOf(r), mode: "hand", stage_m: 2, min_area_m2: 2500 }),
+    features: (doc) => doc.warning_areas,
+    colour: (c) => ["#c6dbef", "#6baed6", "#2171b5", "#08306b", "#54278f"][c] || "#2171b5",
+  },
+  landslide: {
+    label: "Landslide: SINMAP stability",
+    inputs: (r) => ({ method: "sinmap", bbox: bboxOf(r) }),
+    features: (doc) => doc.warning_areas,
+    colour: (c) => ["#fee08b", "#fdae61", "#f46d43", "#d73027", "#a50026"][c] || "#d73027",
+  },
+  hotspots: {
+    label: "Crash hot spots (Gi*, analytic z, FDR)",
+    inputs: (r) => ({ method: "gi", bbox: bboxOf(r), permutations: 0, significant_only: true }),
+    features: (doc) => doc.hotspots,
+    colour: (c) => ({ 3: "#b2182b", 2: "#ef8a62", 1: "#fddbc7", "-1": "#d1e5f0",
+      "-2": "#67a9cf", "-3": "#2166ac" })[c] || "#999999",
+  },
+};
+state.hazards = {};
+
+function viewRectangle() {
+  const r = viewer.camera.computeViewRectangle() || Cesium.Rectangle.MAX_VALUE;
+  return [r.west, r.south, r.east, r.north].map(Cesium.Math.toDegrees);
+}
+function bboxOf(r) { return r; }
+function polygonOf([w, s, e, n]) {
+  return { type: "Polygon", coordinates: [[[w, s], [e, s], [e, n], [w, n], [w, s]]] };
+}
+
+function showLegend(title, entries) {
+  const legend = document.getElementById("legend");
+  legend.replaceChildren();
+  const head = document.createElement("strong");
+  head.textContent = title;
+  legend.append(head);
+  for (const [name, colour] of entries) {
+    const row = document.createElement("div");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colour;
+    row.append(swatch, name);
+    legend.append(row);
+  }
+  legend.hidden = entries.length === 0;
+}
+
+async function runHazard(id, button) {
+  const spec = HAZARDS[id];
+  const status = document.getElementById("status");
+  button.disabled = true;
+  status.textContent = `running ${id}…`;
+  try {
+    const response = await fetch(withKey(`/processes/${id}/execution`), {
+      method: "POST", headers: { "Content-Type": "application/json", Prefer: "wait" },
+      body: JSON.stringify({ inputs: spec.inputs(viewRectangle()) }),
+    });
+    const doc = await response.json();
+    if (!response.ok) throw new Error(doc.description || response.statusText);
+    const collection = spec.features(doc) || { type: "FeatureCollection", features: [] };
+    delete collection.crs;  // RFC 7946: always CRS84 (CesiumJS knows only some crs names)
+    if (state.hazards[id]) viewer.dataSources.remove(state.hazards[id], true);
+    const source = await Cesium.GeoJsonDataSource.load(collection, { clampToGround: true });
+    const legend = new Map();
+    for (const entity of source.entities.values) {
+      const props = entity.properties;
+      const cls = props && props.class ? props.class.getValue() : 0;
+      const name = props && props.class_name ? props.class_name.getValue() : String(cls);
+      const colour = Cesium.Color.fromCssColorString(spec.colour(cls));
+      legend.set(name, spec.colour(cls));
+      if (entity.polygon) {
+        entity.polygon.material = colour.withAlpha(0.6);
+        entity.polygon.outline = false;
+      }
+      if (entity.polyline) {
+        entity.polyline.material = colour;
+        entity.polyline.width = 5;
+      }
+    }
+    await viewer.dataSources.add(source);
+    state.hazards[id] = source;
+    state.hazardFeatures = source.entities.values.length;
+    showLegend(spec.label, [...legend.entries()]);
+    status.textContent = `${id}: ${source.entities.values.length} area(s) or segment(s) in view`;
+  } catch (err) {
+    state.errors.push(`${id}: ${err.message || err}`);
+    status.textContent = `${id} failed: ${err.message || err}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+(async () => {
+  try {
+    const response = await fetch(withKey("/processes?f=json"));
+    if (!response.ok) return;
+    const listed = new Set(((await response.json()).processes || []).map((p) => p.id));
+    const panel = document.getElementById("hazards");
+    for (const id of Object.keys(HAZARDS)) {
+      if (!listed.has(id)) continue;
+      const button = document.createElement("button");
+      button.id = `hazard-${id}`;
+      button.textContent = HAZARDS[id].label;
+      button.addEventListener("click", () => runHazard(id, button));
+      panel.append(button);
+    }
+  } catch (err) {
+    state.errors.push(`processes: ${err}`);
+  }
+})();

@@ -62,6 +62,7 @@ def run_flood(z: np.ndarray, transform: Affine, crs, *, mode: str = "rain",
               snapshot_times: Sequence[float] = (), stage: float | None = None,
               discharge: float | Mapping[int, float] | None = None,
               stream_threshold_km2: float = 1.0, reach_slope_min: float = 1e-4,
+              min_area_m2: float | None = None,
               layers: Mapping[str, gpd.GeoDataFrame] | None = None,
               shelters: gpd.GeoDataFrame | None = None,
               progress: Callable[[float], None] | None = None) -> FloodRun:
@@ -82,6 +83,7 @@ def run_flood(z: np.ndarray, transform: Affine, crs, *, mode: str = "rain",
         stream_threshold_km2: ``hand`` mode: drainage area that starts a stream.
         layers: Base-map frames (``buildings``, ``roads``, ``pipelines``) for the impacts.
         shelters: Shelter buildings (default: named shelters and schools).
+        min_area_m2: Warning-area parts smaller than this are dropped (default: one cell).
         progress: Called with simulated seconds (2D modes).
     """
     if abs(abs(transform.a) - abs(transform.e)) > 1e-6 * abs(transform.a):
@@ -135,7 +137,7 @@ def run_flood(z: np.ndarray, transform: Affine, crs, *, mode: str = "rain",
     classes = depth_classes(depth)
     areas = warning_polygons(classes, transform, crs,
                              labels={k: label for k, (_, label) in enumerate(DEPTH_CLASSES)},
-                             min_area=dx * dx)
+                             min_area=dx * dx if min_area_m2 is None else min_area_m2)
     impacts, impact_summary = flood_impacts(depth, transform, crs, layers or {},
                                             shelters=shelters)
     wet = np.nan_to_num(depth, nan=0.0)

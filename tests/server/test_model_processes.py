@@ -41,6 +41,7 @@ def test_flood_process_returns_warning_areas_and_impacts(flood_runs):
     assert 120.5 < lon < 120.7 and 24.0 < lat < 24.1          # CRS84
     assert len(doc["affected"]["buildings"]) == s["impacts"]["buildings"]["over_0.3m"]
     assert "pipelines" in s["impacts"]
+    assert b"NaN" not in body and b"Infinity" not in body     # strict JSON for browsers
 
 
 def test_flood_process_hides_what_the_grade_may_not_see(flood_runs):

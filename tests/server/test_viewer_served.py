@@ -97,3 +97,37 @@ def _ground_truth(server):
     lon, lat = Transformer.from_crs(dem.crs, 4326, always_xy=True).transform(x, y)
     h = float(dem.data[int(row), int(col)]) + float(np.asarray(undulation(lat, lon)))
     return lon, lat, h
+
+
+def test_hazard_models_drape_on_the_terrain(server):
+    """Each hazard button runs its OGC API Process over the view and drapes the result, with a
+    legend; the public grade has no crash hot-spot button (crashes are agency data)."""
+    require_cesium()
+    with browser_page() as page:
+        page.goto(f"{server.url}/viewer/?msaa=1")
+        wait_for_tiles(page)
+        buttons = page.evaluate("() => [...document.querySelectorAll('#hazards button')]"
+                                ".map(b => b.id)")
+        assert buttons == ["hazard-flood", "hazard-landslide", "hazard-hotspots"]
+        for hazard in ("flood", "landslide", "hotspots"):
+            page.evaluate(f"() => document.getElementById('hazard-{hazard}').click()")
+            page.wait_for_function(f"() => !!window.ngis.hazards['{hazard}'] || "
+                                   "window.ngis.errors.length > 0", timeout=120_000)
+            assert page.evaluate("() => window.ngis.errors") == []
+            assert page.evaluate("() => window.ngis.hazardFeatures") > 0, hazard
+            assert page.is_visible("#legend")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer-hazards.png"))
+        assert page.console_errors == [] and page.outside_requests == []
+
+
+def test_hazard_buttons_follow_the_grade(graded_server):
+    require_cesium()
+    with browser_page() as page:
+        page.goto(f"{graded_server.url}/viewer/?msaa=1")
+        page.wait_for_function("() => document.querySelectorAll('#hazards button').length >= 2",
+                               timeout=60_000)
+        page.wait_for_timeout(500)
+        buttons = page.evaluate("() => [...document.querySelectorAll('#hazards button')]"
+                                ".map(b => b.id)")
+        assert buttons == ["hazard-flood", "hazard-landslide"]

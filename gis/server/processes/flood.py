@@ -65,6 +65,9 @@ PROCESS_METADATA = {
                       "minOccurs": 0, "maxOccurs": 1},
         "stage_m": {"title": "HAND mode: river stage (m)", "schema": {"type": "number"},
                     "minOccurs": 0, "maxOccurs": 1},
+        "min_area_m2": {"title": "Smallest warning-area part kept (m^2; default one DEM cell)",
+                        "schema": {"type": "number", "minimum": 0}, "minOccurs": 0,
+                        "maxOccurs": 1},
     },
     "outputs": {
         "summary": {"title": "Run summary", "schema": {"type": "object",
@@ -169,7 +172,8 @@ class FloodProcessor(BaseProcessor):
                 duration_s=number(data, "duration_s", None, lo=1.0, hi=172800.0),
                 rain=rain, loss=CurveNumber(cn) if cn is not None else None, inflows=inflows,
                 manning=number(data, "manning", 0.03, lo=0.001, hi=1.0), blocked=blocked,
-                stage=number(data, "stage_m", None, lo=0.0, hi=100.0), layers=layers)
+                stage=number(data, "stage_m", None, lo=0.0, hi=100.0), layers=layers,
+                min_area_m2=number(data, "min_area_m2", None, lo=0.0, hi=1e9))
         except NgisError as err:
             raise ProcessorExecuteError(str(err))
         return "application/json", _document(result)
@@ -218,10 +222,22 @@ def _document(result) -> dict:
                                      "reachable_buildings"))):
         if name in impacts:
             frame = impacts[name]
-            affected[name] = [{c: (v.item() if isinstance(v, np.generic) else v)
-                               for c, v in row.items()}
+            affected[name] = [{c: _plain(v) for c, v in row.items()}
                               for row in frame[[c for c in cols if c in frame]].to_dict("records")]
-    return {"summary": result.summary,
+    return {"summary": _plain(result.summary),
             "warning_areas": features_crs84(result.warning_areas, ("class", "class_name",
                                                                     "area_m2")),
             "affected": affected}
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN and infinities to null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
