@@ -281,8 +281,8 @@ def placement_of(model, path: str = "", origin: tuple[float, float, float] | Non
     Args:
         model: An ``ifcopenshell.file``.
         path: For messages.
-        origin: Map E, N, H of the model origin, used when the model has no georeferencing (or
-            always, when given together with ``crs``... see :func:`read_ifc`).
+        origin: Map E, N, H of the model origin; when given it overrides the model's own
+            georeferencing (a user placement, the last resort of the order above).
         rotation: Model x axis from grid east, counter-clockwise, degrees (with ``origin``).
         crs: The map CRS for ``origin``, or the CRS to place a latitude/longitude site in.
     """
