@@ -209,17 +209,21 @@ class WorkerPeak:
 
 def child_main(args) -> None:
     peak = WorkerPeak()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     if args.child_kind == "ours":
         r = run_ours(args.dem, args.out, args.workers, args.max_error, args.max_zoom)
     else:
         r = run_peer(args.dem, args.out, args.max_error, args.max_zoom)
-    r["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    r["cpu_seconds"] = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime  # this process
+    r["maxrss_mb"] = r1.ru_maxrss / 1024
     r["maxrss_children_mb"] = peak.close()
     print(json.dumps(r))
 
 
 def bench_dem(name: str, dem: Path, args, work: Path) -> None:
-    print(f"== {name}: {dem}", flush=True)
+    print(f"== {name}: {dem} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+          "CPUs: wall-clock rates are shared with whatever else runs)", flush=True)
     rows = {}
     for workers in sorted({1, args.workers}):
         runs = []
@@ -232,6 +236,7 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
                 argv += ["--max-zoom", str(args.max_zoom)]
             runs.append(_child(argv))
         sec = statistics.median(r["seconds"] for r in runs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs)
         r = runs[0]
         km2 = footprint_km2(r["bounds"])
         rate = r["cells"] / sec
@@ -240,6 +245,8 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
               f"{r['tiles']} tiles, {sec:.2f} s median of {len(runs)} -> {rate / 1e6:.3f} M "
               f"cells/s; {r['bytes'] / 1e6:.1f} MB = {r['bytes'] / km2 / 1e3:.1f} kB/km2 "
               f"({km2:,.0f} km2); peak RSS {r['maxrss_mb']:,.0f} MB"
+              + (f"; CPU {cpu:.2f} s -> {r['cells'] / cpu / 1e6:.3f} M cells per CPU-s"
+                 if workers == 1 else "")
               + (f" (largest worker {r['maxrss_children_mb']:,.0f} MB)" if workers > 1 else ""),
               flush=True)
     rate1, r1 = rows[1]
@@ -253,10 +260,14 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
     p = _child(["--child-kind", "peer", "--dem", str(dem), "--out", str(out), "--max-error",
                 str(args.max_error), "--max-zoom", str(r1["max_zoom"])])
     prate = p["cells"] / p["seconds"]
+    pcpu = p["cells"] / p["cpu_seconds"]
     print(f"peer  (WarpedVRT + pydelatin + quantized-mesh-encoder per tile, 1 process): "
           f"{p['tiles']} tiles, {p['seconds']:.2f} s -> {prate / 1e6:.3f} M cells/s; "
-          f"{p['bytes'] / 1e6:.1f} MB; peak RSS {p['maxrss_mb']:,.0f} MB", flush=True)
-    print(f"ratio ngis/peer, 1 process: {rate1 / prate:.2f}x"
+          f"{p['bytes'] / 1e6:.1f} MB; peak RSS {p['maxrss_mb']:,.0f} MB; CPU "
+          f"{p['cpu_seconds']:.2f} s -> {pcpu / 1e6:.3f} M cells per CPU-s", flush=True)
+    cpu1 = r1["cells"] / statistics.median(x["cpu_seconds"] for x in [r1])
+    print(f"ratio ngis/peer per CPU-second: {cpu1 / pcpu:.2f}x; wall, 1 process: "
+          f"{rate1 / prate:.2f}x"
           + (f"; ngis {args.workers} workers / peer: {rows[args.workers][0] / prate:.2f}x"
              if args.workers > 1 else ""), flush=True)
 

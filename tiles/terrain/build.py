@@ -340,10 +340,8 @@ def _subtree(job: _Job, z: int, x: int, y: int,
 
 def _subtree_job(args) -> tuple[tuple[int, int, int], np.ndarray, int, int]:
     job, z, x, y = args
-    try:
+    with _closing():
         part, tiles, nbytes = _subtree(job, z, x, y)
-    finally:
-        _close_all()
     return (z, x, y), part, tiles, nbytes
 
 
@@ -427,10 +425,19 @@ def build_terrain(dems: Sequence[str | os.PathLike], out: str | os.PathLike,
     return summary
 
 
+#: GDAL's raster block cache for a build (MB). Tiles are visited depth first, so neighbouring
+#: windows reuse recent blocks; GDAL's default (5 % of RAM) would let the cache, and the
+#: resident memory, grow with the DEM.
+GDAL_CACHE_MB = 64
+
+
 @contextlib.contextmanager
 def _closing():
+    import rasterio
+
     try:
-        yield
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            yield
     finally:
         _close_all()
 
