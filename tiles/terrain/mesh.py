@@ -122,25 +122,8 @@ def _rtin_errors(grid):
         my = (ay + by) >> 1
         cx = mx + my - ay
         cy = my + ax - mx
-        # strict deviation of the samples inside triangle (a, b, c) from its plane
-        ha, hb, hc = grid[ay, ax], grid[by, bx], grid[cy, cx]
-        det = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
-        dev = 0.0
-        x0, x1 = min(ax, bx, cx), max(ax, bx, cx)
-        y0, y1 = min(ay, by, cy), max(ay, by, cy)
-        for py in range(y0, y1 + 1):
-            for px in range(x0, x1 + 1):
-                wa = (by - cy) * (px - cx) + (cx - bx) * (py - cy)
-                wb = (cy - ay) * (px - cx) + (ax - cx) * (py - cy)
-                wc = det - wa - wb
-                if det > 0:
-                    inside = wa >= 0 and wb >= 0 and wc >= 0
-                else:
-                    inside = wa <= 0 and wb <= 0 and wc <= 0
-                if inside:
-                    d = abs(grid[py, px] - (wa * ha + wb * hb + wc * hc) / det)
-                    if d > dev:
-                        dev = d
+        # strict deviation of the samples inside triangle (a, b, c) from its plane, row by row
+        dev = _plane_deviation(grid, ax, ay, bx, by, cx, cy)
         m = my * n + mx
         if dev > errors[m]:
             errors[m] = dev
@@ -149,6 +132,45 @@ def _rtin_errors(grid):
             right = ((by + cy) >> 1) * n + ((bx + cx) >> 1)
             errors[m] = max(errors[m], errors[left], errors[right])
     return errors
+
+
+@njit(cache=True, inline="always")
+def _span(px, py, qx, qy, rx, ry, y, lo, hi):
+    """Narrow [lo, hi] to the integer x on row y on r's side of the line p-q (inclusive)."""
+    k = -(qy - py)
+    c = (qx - px) * (y - py) + (qy - py) * px
+    side = (qx - px) * (ry - py) - (qy - py) * (rx - px)
+    if side < 0:
+        k, c = -k, -c
+    # k * x + c >= 0
+    if k > 0:
+        lo = max(lo, -((c) // k))  # ceil(-c / k)
+    elif k < 0:
+        hi = min(hi, c // (-k))  # floor(c / -k)
+    elif c < 0:
+        hi = lo - 1
+    return lo, hi
+
+
+@njit(cache=True)
+def _plane_deviation(grid, ax, ay, bx, by, cx, cy):
+    """Largest |grid - plane(a, b, c)| over the grid points inside the triangle."""
+    ha, hb, hc = grid[ay, ax], grid[by, bx], grid[cy, cx]
+    det = (bx - ax) * (cy - ay) - (cx - ax) * (by - ay)
+    gx = ((hb - ha) * (cy - ay) - (hc - ha) * (by - ay)) / det
+    gy = ((hc - ha) * (bx - ax) - (hb - ha) * (cx - ax)) / det
+    x0, x1 = min(ax, bx, cx), max(ax, bx, cx)
+    dev = 0.0
+    for y in range(min(ay, by, cy), max(ay, by, cy) + 1):
+        lo, hi = _span(ax, ay, bx, by, cx, cy, y, x0, x1)
+        lo, hi = _span(bx, by, cx, cy, ax, ay, y, lo, hi)
+        lo, hi = _span(cx, cy, ax, ay, bx, by, y, lo, hi)
+        base = ha + gy * (y - ay) - gx * ax
+        for x in range(lo, hi + 1):
+            d = abs(grid[y, x] - (base + gx * x))
+            if d > dev:
+                dev = d
+    return dev
 
 
 @njit(cache=True)
