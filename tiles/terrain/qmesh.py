@@ -30,7 +30,7 @@ import struct
 import numpy as np
 from numba import njit
 
-from tiles.placement import WGS84_A, WGS84_F, geodetic_to_ecef
+from tiles.placement import WGS84_A, WGS84_E2, WGS84_F, geodetic_to_ecef
 from tiles.terrain.mesh import TileMesh, edge_vertices
 
 QMAX = 32767
@@ -156,6 +156,25 @@ def horizon_occlusion_point(ecef: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return direction * float(np.max(magnitude))
 
 
+def _grid_ecef(bounds, size: int, col: np.ndarray, row: np.ndarray,
+               h: np.ndarray) -> np.ndarray:
+    """ECEF of grid vertices: the closed form of :func:`tiles.placement.geodetic_to_ecef` with the
+    trigonometry done once per grid column and row."""
+    west, south, east, north = bounds
+    k = np.arange(size + 1) / size
+    lam = np.radians(west + (east - west) * k)
+    phi = np.radians(south + (north - south) * k)
+    sphi = np.sin(phi)
+    nrad = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sphi * sphi)
+    cphi, clam, slam = np.cos(phi), np.cos(lam), np.sin(lam)
+    n, cp, sp = nrad[row], cphi[row], sphi[row]
+    out = np.empty((len(col), 3))
+    out[:, 0] = (n + h) * cp * clam[col]
+    out[:, 1] = (n + h) * cp * slam[col]
+    out[:, 2] = (n * (1.0 - WGS84_E2) + h) * sp
+    return out
+
+
 def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
                 normals: bool = True, watermask: np.ndarray | int | None = None) -> bytes:
     """One quantized-mesh-1.0 tile (uncompressed bytes).
@@ -174,10 +193,8 @@ def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
     n = len(order)
 
     west, south, east, north = bounds
-    lon = west + (east - west) * col / mesh.size
-    lat = south + (north - south) * row / mesh.size
     hmin, hmax = float32_outward(float(h.min()), float(h.max()))  # as the header stores them
-    ecef = np.stack(geodetic_to_ecef(lon, lat, h), axis=1)
+    ecef = _grid_ecef(bounds, mesh.size, col, row, h)
     lo, hi = ecef.min(axis=0), ecef.max(axis=0)
     sphere = (lo + hi) / 2
     radius = float(np.sqrt(((ecef - sphere) ** 2).sum(axis=1).max()))
