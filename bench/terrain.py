@@ -208,6 +208,13 @@ class WorkerPeak:
 
 
 def child_main(args) -> None:
+    import pydelatin  # noqa: F401 - imports (and numba's cache loads) outside the measurement
+    import quantized_mesh_encoder  # noqa: F401
+
+    import tiles.terrain.build  # noqa: F401
+    from tiles.terrain.mesh import triangulate
+
+    triangulate(np.zeros((257, 257)), 1.0)
     peak = WorkerPeak()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     if args.child_kind == "ours":
