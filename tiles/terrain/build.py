@@ -459,6 +459,7 @@ def _parallel(job: _Job, split: int, workers: int, progress) -> tuple[int, int]:
     parts: dict[tuple[int, int, int], np.ndarray] = {}
     tiles = nbytes = 0
     ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["tiles.terrain.build"])  # workers fork with it imported
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         for key, part, t, b in pool.map(_subtree_job, tasks):
             parts[key] = part
