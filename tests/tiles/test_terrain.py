@@ -496,3 +496,47 @@ def test_netcdf_without_crs_gives_the_same_tiles_as_geotiff(shared_data, tmp_pat
     for f in files:
         ta, tb = (spec_decode(gzip.decompress((d / f).read_bytes())) for d in (a, b))
         assert np.array_equal(ta["h"], tb["h"]) and np.array_equal(ta["indices"], tb["indices"])
+
+
+def test_encoder_agrees_with_quantized_mesh_encoder():
+    """The same mesh through quantized-mesh-encoder (an independent encoder): the decoded vertex
+    positions and heights agree within one quantum; the triangles are the same set."""
+    import io
+
+    from quantized_mesh_encoder import encode as qme_encode
+
+    from tiles.terrain.mesh import triangulate
+    from tiles.terrain.qmesh import encode_tile
+
+    k = np.arange(SIZE + 1)
+    K, R = np.meshgrid(k, k)
+    grid = 40 + 30 * np.sin(K / 23.0) * np.cos(R / 31.0) + 0.02 * K  # row 0 north
+    mesh = triangulate(grid, 0.25)
+    bounds = tile_bounds(12, 6838, 2590)
+    west, south, east, north = bounds
+    ours = spec_decode(encode_tile(mesh, bounds, normals=False))
+    pos = np.stack([west + (east - west) * mesh.col / SIZE,
+                    south + (north - south) * mesh.row / SIZE, mesh.height], axis=1)
+    buf = io.BytesIO()
+    qme_encode(buf, pos, mesh.triangles.astype(np.uint32), bounds=list(bounds))
+    theirs = spec_decode(buf.getvalue())
+
+    def points(t):
+        hmin, hmax = t["header"][3], t["header"][4]
+        p = np.stack([t["u"] / QMAX, t["v"] / QMAX, hmin + t["h"] / QMAX * (hmax - hmin)], 1)
+        tri = t["indices"].reshape(-1, 3)
+        return p, tri
+
+    (po, to), (pt, tt) = points(ours), points(theirs)
+    assert len(po) == len(pt) == len(mesh.col)
+    oo = np.lexsort((po[:, 1], po[:, 0]))
+    ot = np.lexsort((pt[:, 1], pt[:, 0]))
+    assert np.abs(po[oo, :2] - pt[ot, :2]).max() <= 1.0 / QMAX
+    span = grid.max() - grid.min()
+    assert np.abs(po[oo, 2] - pt[ot, 2]).max() <= span / QMAX + 1e-4
+
+    def tri_set(p, tri):
+        key = np.rint(p[:, :2] * SIZE).astype(int)  # grid column and row
+        return {tuple(sorted(map(tuple, key[t]))) for t in tri}
+
+    assert tri_set(po, to) == tri_set(pt, tt)
