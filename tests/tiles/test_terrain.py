@@ -60,11 +60,8 @@ def spec_decode(data: bytes) -> dict:
     pos += 4
     codes = np.frombuffer(data, itype, 3 * ntri, pos).astype(np.int64)
     pos += 3 * ntri * isize
-    indices, highest = np.empty_like(codes), 0
-    for i, c in enumerate(codes):
-        indices[i] = highest - c
-        if c == 0:
-            highest += 1
+    zero = codes == 0
+    indices = np.cumsum(zero) - zero - codes  # highest-so-far (codes of 0 seen before) - code
     edges = {}
     for name in ("west", "south", "east", "north"):
         (k,) = struct.unpack_from("<I", data, pos)
@@ -81,15 +78,31 @@ def spec_decode(data: bytes) -> dict:
             "ext": ext}
 
 
+#: Tiles up to this many vertices are decoded with quantized-mesh-tile (pure Python, ~1 s per
+#: 60,000 vertices); larger ones with the spec decoder (the two agree, see below).
+QMT_MAX_VERTICES = 20000
+
+
+def _oct_decode(e: np.ndarray) -> np.ndarray:
+    """Oct-encoded normals (spec: Cigolle et al. 2014) to unit vectors."""
+    x, y = e[:, 0] / 255.0 * 2 - 1, e[:, 1] / 255.0 * 2 - 1
+    z = 1 - np.abs(x) - np.abs(y)
+    fold = z < 0
+    x, y = (np.where(fold, (1 - np.abs(y)) * np.where(x >= 0, 1, -1), x),
+            np.where(fold, (1 - np.abs(x)) * np.where(y >= 0, 1, -1), y))
+    v = np.stack([x, y, z], 1)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 @functools.lru_cache(maxsize=64)
-def read_tile(root: Path, z: int, x: int, y: int) -> dict:
+def read_tile(root: Path, z: int, x: int, y: int, force_qmt: bool = False) -> dict:
     """Decode a tile: quantized-mesh-tile where it can, else the spec decoder. Returns grid
     columns/rows (from the south), heights, triangles, edge lists, header and extensions."""
     path = root / str(z) / str(x) / f"{y}.terrain"
     raw = gzip.decompress(path.read_bytes())
     ref = spec_decode(raw)
     hmin, hmax = ref["header"][3], ref["header"][4]
-    if len(ref["u"]) <= 65536:
+    if len(ref["u"]) <= (65536 if force_qmt else QMT_MAX_VERTICES):
         t = qmt_decode(str(path), list(tile_bounds(z, x, y)), hasLighting=True,
                        hasWatermask=True, gzipped=True)
         u, v, hq = np.array(t.u), np.array(t.v), np.array(t.h)
@@ -103,7 +116,8 @@ def read_tile(root: Path, z: int, x: int, y: int) -> dict:
         u, v, hq = ref["u"], ref["v"], ref["h"]
         tri = ref["indices"].reshape(-1, 3)
         edges = ref["edges"]
-        normals = None
+        normals = _oct_decode(np.frombuffer(ref["ext"][1], np.uint8).reshape(-1, 2)) \
+            if 1 in ref["ext"] else None
         decoder = "spec"
     colf, rowf = u * SIZE / QMAX, v * SIZE / QMAX
     col, row = np.rint(colf).astype(int), np.rint(rowf).astype(int)
@@ -131,6 +145,34 @@ class DemReference:
     def __call__(self, lon, lat):
         x, y = self.to_crs.transform(np.asarray(lon, float), np.asarray(lat, float))
         return self.interp(np.stack([np.ravel(y), np.ravel(x)], axis=1)).reshape(np.shape(lon))
+
+
+def rasterize_mesh(col, row, h, tri, size: int = SIZE) -> np.ndarray:
+    """The mesh's linear surface at every integer grid point, (size + 1)² with row index from the
+    south: barycentric interpolation in each triangle's bounding box, triangles grouped by box
+    size (NaN where no triangle covers a point). matplotlib's LinearTriInterpolator gives the same
+    (checked on small tiles below) but takes seconds on 60,000-vertex meshes."""
+    out = np.full((size + 1, size + 1), np.nan)
+    a, b, c = (np.stack([col[tri[:, k]], row[tri[:, k]]], 1).astype(np.int64) for k in range(3))
+    lo = np.minimum(np.minimum(a, b), c)
+    dims = np.maximum(np.maximum(a, b), c) - lo
+    det = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
+    for w, hh in {tuple(d) for d in dims}:
+        sel = np.flatnonzero((dims[:, 0] == w) & (dims[:, 1] == hh))
+        ox, oy = np.meshgrid(np.arange(w + 1), np.arange(hh + 1))
+        px = lo[sel, 0, None] + ox.ravel()[None]
+        py = lo[sel, 1, None] + oy.ravel()[None]
+        A, B, C, D = a[sel], b[sel], c[sel], det[sel, None].astype(float)
+        wa = ((B[:, 1, None] - C[:, 1, None]) * (px - C[:, 0, None])
+              + (C[:, 0, None] - B[:, 0, None]) * (py - C[:, 1, None])) / D
+        wb = ((C[:, 1, None] - A[:, 1, None]) * (px - C[:, 0, None])
+              + (A[:, 0, None] - C[:, 0, None]) * (py - C[:, 1, None])) / D
+        wc = 1 - wa - wb
+        inside = (wa >= -1e-9) & (wb >= -1e-9) & (wc >= -1e-9)
+        ia, ib, ic = (h[tri[sel, k]][:, None] for k in range(3))
+        val = wa * ia + wb * ib + wc * ic
+        out[py[inside], px[inside]] = val[inside]
+    return out
 
 
 def tiles_on_disk(root: Path) -> set[tuple[int, int, int]]:
@@ -184,9 +226,7 @@ def _check_reproduces_dem(dem, out):
         if not valid.any():
             continue
         expected = H[valid] + undulation(LAT[valid], LON[valid])
-        surface = LinearTriInterpolator(Triangulation(t["col"], t["row"], t["tri"]), t["h"])
-        K, R = np.meshgrid(k, k)
-        got = np.asarray(surface(K.astype(float), R.astype(float)).filled(np.nan))
+        got = rasterize_mesh(t["col"], t["row"], t["h"], t["tri"])
         assert np.isfinite(got).all(), "mesh must cover the whole tile"
         dev = np.abs(got[valid] - expected).max()
         tol = errors[z] + 1e-3  # the stated bound includes the height quantization
@@ -323,12 +363,25 @@ def test_layer_available_matches_files(which, request):
         assert min(b[1] for b in tz) <= south and max(b[3] for b in tz) >= north
 
 
-def test_spec_decoder_agrees_with_quantized_mesh_tile(demo_terrain):
-    _, out, _ = demo_terrain
-    for z, x, y in sorted(tiles_on_disk(out))[-4:]:
-        t = read_tile(out, z, x, y)
+@pytest.mark.parametrize("which", ["demo", "sw"])
+def test_spec_decoder_agrees_with_quantized_mesh_tile(which, request):
+    if which == "sw":
+        request.applymarker(pytest.mark.shared_data)
+    _, out, _ = request.getfixturevalue(f"{which}_terrain")
+    tiles = sorted(tiles_on_disk(out))
+    for z, x, y in (tiles[-4:] if which == "demo" else tiles[-1:]):
+        t = read_tile(out, z, x, y, force_qmt=True)
         assert t["decoder"] == "quantized-mesh-tile"
         ref = t["spec"]
+        normals = _oct_decode(np.frombuffer(ref["ext"][1], np.uint8).reshape(-1, 2))
+        assert np.abs(normals - t["normals"]).max() < 1e-6
+        if which == "demo":  # our test rasterizer against matplotlib's interpolator
+            k = np.arange(SIZE + 1)
+            K, R = np.meshgrid(k, k)
+            surface = LinearTriInterpolator(Triangulation(t["col"], t["row"], t["tri"]), t["h"])
+            expected = np.asarray(surface(K.astype(float), R.astype(float)).filled(np.nan))
+            got = rasterize_mesh(t["col"], t["row"], t["h"], t["tri"])
+            assert np.allclose(got, expected, atol=1e-6, equal_nan=False)
         assert np.array_equal(ref["indices"].reshape(-1, 3), t["tri"])
         assert np.array_equal(np.rint(ref["u"] * SIZE / QMAX), t["col"])
         for name in ("west", "south", "east", "north"):
@@ -540,3 +593,42 @@ def test_encoder_agrees_with_quantized_mesh_encoder():
         return {tuple(sorted(map(tuple, key[t]))) for t in tri}
 
     assert tri_set(po, to) == tri_set(pt, tt)
+
+
+def _occluded(points, camera):
+    """CesiumJS EllipsoidalOccluder.isScaledSpacePointVisible, negated (scaled space)."""
+    vh2 = camera @ camera - 1.0
+    vt = points - camera
+    vt_dot_vc = -(vt @ camera)
+    return (vt_dot_vc > vh2) & (vt_dot_vc**2 / np.einsum("ij,ij->i", vt, vt) > vh2)
+
+
+@pytest.mark.shared_data
+def test_bounding_sphere_and_horizon_occlusion_point(sw_terrain):
+    """Every vertex lies in the header's bounding sphere, and from random viewpoints whenever
+    the horizon occlusion point is hidden behind the ellipsoid, so is every vertex."""
+    _, out, _ = sw_terrain
+    radii = np.array([6378137.0, 6378137.0, 6356752.314245179])
+    to_ecef = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
+    rng = np.random.default_rng(11)
+    hidden_cases = 0
+    for z, x, y in sorted(tiles_on_disk(out))[-6:]:
+        t = read_tile(out, z, x, y)
+        west, south, east, north = tile_bounds(z, x, y)
+        p = np.stack(to_ecef.transform(west + (east - west) * t["col"] / SIZE,
+                                       south + (north - south) * t["row"] / SIZE, t["h"]), 1)
+        hdr = t["spec"]["header"]
+        centre, radius = np.array(hdr[5:8]), hdr[8]
+        assert np.linalg.norm(p - centre, axis=1).max() <= radius * (1 + 1e-6) + 0.01
+        horizon = np.array(hdr[9:12])
+        scaled = p / radii
+        for _ in range(300):
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction)
+            cam = (centre + direction * rng.uniform(1e4, 2e7)) / radii
+            if np.linalg.norm(cam) <= 1.0:
+                continue
+            if _occluded(horizon[None], cam)[0]:
+                hidden_cases += 1
+                assert _occluded(scaled, cam).all()
+    assert hidden_cases > 20
