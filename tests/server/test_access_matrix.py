@@ -160,7 +160,7 @@ def test_3d_tiles_and_viewer_listing(graded_server, client, tileset):
             assert (status, body) == (404, absent[2]) and absent[0] == 404
     names = {t["name"] for t in json.loads(s.fetch("/viewer/tilesets.json", client)[2])}
     listing = {t["name"] for t in json.loads(s.fetch("/3dtiles/", client)[2])["tilesets"]}
-    assert names == listing == {"buildings", "buildings-lod1", "roads"} | (
+    assert names == listing == {"buildings", "buildings-lod1", "roads", "dem-terrain"} | (
         {"pipelines"} if RANK[client] >= 2 else set())
 
 

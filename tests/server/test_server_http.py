@@ -93,8 +93,18 @@ def test_no_escape_from_tileset_folders(server):
 
 def test_tileset_listing_and_viewer(server):
     listing = server.json("/3dtiles/")["tilesets"]
-    assert {t["name"] for t in listing} == {"buildings", "buildings-lod1", "roads", "pipelines"}
+    assert {t["name"] for t in listing} == {"buildings", "buildings-lod1", "roads", "pipelines",
+                                            "dem-terrain"}
     assert server.json("/viewer/tilesets.json") == listing
+    # The terrain is listed as such, and served as quantized-mesh, gzipped at rest.
+    terrain = next(t for t in listing if t["name"] == "dem-terrain")
+    assert terrain == {"name": "dem-terrain", "kind": "terrain", "url": "/3dtiles/dem-terrain/"}
+    layer = server.json("/3dtiles/dem-terrain/layer.json")
+    assert layer["format"] == "quantized-mesh-1.0"
+    status, headers, body = server.get("/3dtiles/dem-terrain/0/0/0.terrain",
+                                       {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["content-type"].startswith("application/vnd.quantized-mesh")
+    assert headers["content-encoding"] == "gzip" and body[:2] == b"\x1f\x8b"
     status, headers, _ = server.get("/viewer/")
     assert status == 200 and headers["content-type"].startswith("text/html")
     status, headers, body = server.get("/cesium/Cesium.js", {"Accept-Encoding": "gzip"})
