@@ -447,13 +447,22 @@ def _split_level(ranges, workers: int) -> int | None:
     if workers <= 1:
         return None
     for z, (x0, y0, x1, y1) in enumerate(ranges):
-        if z > 0 and (x1 - x0 + 1) * (y1 - y0 + 1) >= 4 * workers:
+        if z > 0 and (x1 - x0 + 1) * (y1 - y0 + 1) >= 8 * workers:
             return z
     return len(ranges) - 1 if len(ranges) > 1 else None
 
 
+def _parent_job(args) -> tuple[tuple[int, int, int], np.ndarray, int]:
+    """One tile above the split level from its children's half grids."""
+    job, z, x, y, children = args
+    grid = _children_grid(children)
+    nbytes = _write_tile(job, z, x, y, grid)
+    return (z, x, y), grid[::2, ::2].copy(), nbytes
+
+
 def _parallel(job: _Job, split: int, workers: int, progress) -> tuple[int, int]:
-    """Subtrees at ``split`` in workers, then the levels above in this process."""
+    """Subtrees at ``split`` in workers, then each level above, tile by tile, in workers too
+    (children's half grids sent along; at most the split level's tiles are held)."""
     x0, y0, x1, y1 = job.ranges[split]
     tasks = [(job, split, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
     parts: dict[tuple[int, int, int], np.ndarray] = {}
@@ -467,26 +476,21 @@ def _parallel(job: _Job, split: int, workers: int, progress) -> tuple[int, int]:
             nbytes += b
             if progress is not None:
                 progress(t)
-
-    def above(z: int, x: int, y: int) -> np.ndarray:
-        nonlocal tiles, nbytes
-        children = {}
-        for dy in (0, 1):
-            for dx in (0, 1):
-                cx, cy = 2 * x + dx, 2 * y + dy
-                if not _in_range(job, z + 1, cx, cy):
-                    children[(dx, dy)] = None
-                elif z + 1 == split:
-                    children[(dx, dy)] = parts.pop((z + 1, cx, cy))
-                else:
-                    children[(dx, dy)] = above(z + 1, cx, cy)
-        grid = _children_grid(children)
-        nbytes += _write_tile(job, z, x, y, grid)
-        tiles += 1
-        if progress is not None:
-            progress(1)
-        return grid[::2, ::2].copy()
-
-    for x in (0, 1):
-        above(0, x, 0)
+        for z in range(split - 1, -1, -1):
+            x0, y0, x1, y1 = job.ranges[z]
+            level = []
+            for x in range(x0, x1 + 1):
+                for y in range(y0, y1 + 1):
+                    children = {}
+                    for dy in (0, 1):
+                        for dx in (0, 1):
+                            key = (z + 1, 2 * x + dx, 2 * y + dy)
+                            children[(dx, dy)] = parts.pop(key, None)
+                    level.append((job, z, x, y, children))
+            for key, part, b in pool.map(_parent_job, level):
+                parts[key] = part
+                tiles += 1
+                nbytes += b
+                if progress is not None:
+                    progress(1)
     return tiles, nbytes
