@@ -9,7 +9,8 @@ Method:
 2. Finest tiles are sampled straight from the DEMs: the tile's 257 x 257 lon/lat sample points go
    to the DEM CRS (pyproj), the DEM window under them is read and interpolated bilinearly between
    cell centres (no-data cells drop out of the weights; a point with none is no data). Several
-   DEMs mosaic in the order given (the first with data wins). Only one tile's window is in memory.
+   DEMs mosaic in the order given (the first with data wins; interpolated values before the
+   clamped half-cell rims, so overlapping DEMs join without a seam). Only one tile's window is in memory.
 3. Coarser tiles take every other sample of their four children (each level's grid is the DEM
    sampled at that level's points, no re-reading); tiles are visited depth first, so at most four
    half-size grids per level are alive: memory is bounded by the tile size, not the DEM size.
@@ -164,9 +165,15 @@ def _close_all() -> None:
         _OPEN.popitem()[1][0].close()
 
 
-def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray, *,
+               rim: bool = True) -> np.ndarray:
     """Bilinear DEM heights (float64, NaN = no data) at the points ``lon`` x ``lat`` (grid:
-    ``lat`` rows, ``lon`` columns), reading only the window under them."""
+    ``lat`` rows, ``lon`` columns), reading only the window under them.
+
+    Args:
+        rim: Also points in the outer half cell (between the outermost cell centres and the
+            raster edge), given the edge cells' values; without, they are no data.
+    """
     out = np.full((len(lat), len(lon)), np.nan)
     west, south, east, north = dem.bounds
     if lon[-1] < west or lon[0] > east or lat[0] < south or lat[-1] > north:
@@ -183,7 +190,8 @@ def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     x, y = np.asarray(x), np.asarray(y)
     cf = (x - t.c) / t.a - 0.5  # fractional positions between cell centres
     rf = (y - t.f) / t.e - 0.5
-    inside = (cf >= -0.5) & (cf <= src.width - 0.5) & (rf >= -0.5) & (rf <= src.height - 0.5)
+    m = 0.5 if rim else 0.0
+    inside = (cf >= -m) & (cf <= src.width - 1 + m) & (rf >= -m) & (rf <= src.height - 1 + m)
     if not inside.any():
         return out
     cfi, rfi = cf[inside], rf[inside]
@@ -222,12 +230,15 @@ def sample_tile(dems: Sequence[DemInfo], z: int, x: int, y: int) -> np.ndarray:
     """Orthometric heights (NaN = no data) of a tile's grid, mosaicking ``dems`` in order."""
     lon, lat = sample_lonlat(z, x, y)
     grid = np.full((len(lat), len(lon)), np.nan)
-    for dem in dems:
-        gap = np.isnan(grid)
-        if not gap.any():
-            break
-        part = sample_dem(dem, lon, lat)
-        grid[gap] = part[gap]
+    # Interpolated values from any DEM first, then the edge cells' rims (so that where DEMs
+    # overlap, a seam is interpolated, not clamped).
+    for rim in ((False, True) if len(dems) > 1 else (True,)):
+        for dem in dems:
+            gap = np.isnan(grid)
+            if not gap.any():
+                return grid
+            part = sample_dem(dem, lon, lat, rim=rim)
+            grid[gap] = part[gap]
     return grid
 
 
