@@ -67,7 +67,7 @@ def triangulate(grid: np.ndarray, max_error: float, method: str = "rtin") -> Til
     if method == "rtin":
         if size & (size - 1):
             raise ValueError("rtin needs a 2^k + 1 grid")
-        errors = _rtin_errors(grid)
+        errors = _rtin_errors(grid, float(max_error))
         col, row_down, tri = _rtin_mesh(errors, size, float(max_error))
         row = (size - row_down).astype(np.int32)
     elif method == "delatin":
@@ -93,9 +93,11 @@ def triangulate(grid: np.ndarray, max_error: float, method: str = "rtin") -> Til
 
 
 @njit(cache=True)
-def _rtin_errors(grid):
+def _rtin_errors(grid, limit):
     """Per grid point, the strict error of the triangles whose hypotenuse midpoint it is,
-    propagated from children (martini's layout: triangle i of the implicit binary tree)."""
+    propagated from children (martini's layout: triangle i of the implicit binary tree). Only
+    the comparison with ``limit`` matters, so scans stop as soon as it is exceeded (values above
+    ``limit`` are lower bounds)."""
     n = grid.shape[0]
     tile = n - 1
     errors = np.zeros(n * n)
@@ -122,15 +124,16 @@ def _rtin_errors(grid):
         my = (ay + by) >> 1
         cx = mx + my - ay
         cy = my + ax - mx
-        # strict deviation of the samples inside triangle (a, b, c) from its plane, row by row
-        dev = _plane_deviation(grid, ax, ay, bx, by, cx, cy)
         m = my * n + mx
-        if dev > errors[m]:
-            errors[m] = dev
-        if i < parents:
+        if i < parents:  # children first: they were visited before (larger i)
             left = ((ay + cy) >> 1) * n + ((ax + cx) >> 1)
             right = ((by + cy) >> 1) * n + ((bx + cx) >> 1)
             errors[m] = max(errors[m], errors[left], errors[right])
+        if errors[m] <= limit:  # else the triangle splits whatever its own deviation
+            # strict deviation of the samples inside (a, b, c) from its plane, row by row
+            dev = _plane_deviation(grid, ax, ay, bx, by, cx, cy, limit)
+            if dev > errors[m]:
+                errors[m] = dev
     return errors
 
 
@@ -153,8 +156,9 @@ def _span(px, py, qx, qy, rx, ry, y, lo, hi):
 
 
 @njit(cache=True)
-def _plane_deviation(grid, ax, ay, bx, by, cx, cy):
-    """Largest |grid - plane(a, b, c)| over the grid points inside the triangle."""
+def _plane_deviation(grid, ax, ay, bx, by, cx, cy, limit):
+    """Largest |grid - plane(a, b, c)| over the grid points inside the triangle, or the first
+    deviation found above ``limit``."""
     ha, hb, hc = grid[ay, ax], grid[by, bx], grid[cy, cx]
     det = (bx - ax) * (cy - ay) - (cx - ax) * (by - ay)
     gx = ((hb - ha) * (cy - ay) - (hc - ha) * (by - ay)) / det
@@ -170,6 +174,8 @@ def _plane_deviation(grid, ax, ay, bx, by, cx, cy):
             d = abs(grid[y, x] - (base + gx * x))
             if d > dev:
                 dev = d
+                if dev > limit:
+                    return dev
     return dev
 
 
