@@ -248,17 +248,36 @@ def sea_level_undulation(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return undulation(np.clip(lat, lats[0], lats[-1]), np.clip(lon, lons[0], lons[-1]))
 
 
+def _axis_weights(q: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, int]:
+    """Linear-interpolation weights of points ``q`` (clamped) on a regular ``axis``: a dense
+    (len(q), k) matrix over the k nodes from the returned first node on."""
+    q = np.clip(q, axis[0], axis[-1])
+    f = (q - axis[0]) / (axis[1] - axis[0])
+    i0 = np.clip(np.floor(f).astype(np.intp), 0, len(axis) - 2)
+    d = f - i0
+    lo = int(i0.min())
+    w = np.zeros((len(q), int(i0.max()) - lo + 2))
+    rows = np.arange(len(q))
+    w[rows, i0 - lo] = 1.0 - d
+    w[rows, i0 - lo + 1] = d
+    return w, lo
+
+
+def tile_undulation(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The geoid undulation of :mod:`tiles.geoid` (EGM96, bilinear) on the tensor grid
+    ``lat`` (rows) x ``lon`` (columns), as two small matrix products (bilinear interpolation is
+    separable); points outside the shipped grid take its nearest edge (used for no data only:
+    :func:`inspect_dems` keeps DEMs inside the grid)."""
+    lats, lons, values = _geoid_grid()
+    wa, a0 = _axis_weights(lat, lats)
+    wo, o0 = _axis_weights(lon, lons)
+    return wa @ values[a0:a0 + wa.shape[1], o0:o0 + wo.shape[1]] @ wo.T
+
+
 def ellipsoidal(grid: np.ndarray, z: int, x: int, y: int) -> np.ndarray:
     """Orthometric grid (NaN = no data) -> ellipsoidal heights h = H + N (no data: H = 0)."""
     lon, lat = sample_lonlat(z, x, y)
-    LON, LAT = np.meshgrid(lon, lat)
-    nodata = np.isnan(grid)
-    if nodata.any():
-        n = sea_level_undulation(LAT, LON)
-        n[~nodata] = undulation(LAT[~nodata], LON[~nodata])
-    else:
-        n = undulation(LAT, LON)
-    return np.where(nodata, 0.0, grid) + n
+    return np.where(np.isnan(grid), 0.0, grid) + tile_undulation(lat, lon)
 
 
 def _watermask(grid: np.ndarray) -> np.ndarray | int:
