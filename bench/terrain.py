@@ -208,13 +208,16 @@ class WorkerPeak:
 
 
 def child_main(args) -> None:
-    import pydelatin  # noqa: F401 - imports (and numba's cache loads) outside the measurement
-    import quantized_mesh_encoder  # noqa: F401
+    # imports (and numba's cache loads) outside the measured time and CPU, each side its own
+    if args.child_kind == "ours":
+        import tiles.terrain.build  # noqa: F401
+        from tiles.terrain.mesh import triangulate
 
-    import tiles.terrain.build  # noqa: F401
-    from tiles.terrain.mesh import triangulate
-
-    triangulate(np.zeros((257, 257)), 1.0)
+        triangulate(np.zeros((257, 257)), 1.0)
+    else:
+        import pydelatin  # noqa: F401
+        import quantized_mesh_encoder  # noqa: F401
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak = WorkerPeak()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     if args.child_kind == "ours":
@@ -224,6 +227,7 @@ def child_main(args) -> None:
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     r["cpu_seconds"] = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime  # this process
     r["maxrss_mb"] = r1.ru_maxrss / 1024
+    r["baseline_mb"] = baseline
     r["maxrss_children_mb"] = peak.close()
     print(json.dumps(r))
 
@@ -251,7 +255,8 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
         print(f"ngis  workers={workers}: {r['cells']:,} cells, levels 0-{r['max_zoom']}, "
               f"{r['tiles']} tiles, {sec:.2f} s median of {len(runs)} -> {rate / 1e6:.3f} M "
               f"cells/s; {r['bytes'] / 1e6:.1f} MB = {r['bytes'] / km2 / 1e3:.1f} kB/km2 "
-              f"({km2:,.0f} km2); peak RSS {r['maxrss_mb']:,.0f} MB"
+              f"({km2:,.0f} km2); peak RSS {r['maxrss_mb']:,.0f} MB "
+              f"({r['maxrss_mb'] - r['baseline_mb']:+,.0f} MB over the imports)"
               + (f"; CPU {cpu:.2f} s -> {r['cells'] / cpu / 1e6:.3f} M cells per CPU-s"
                  if workers == 1 else "")
               + (f" (largest worker {r['maxrss_children_mb']:,.0f} MB)" if workers > 1 else ""),
@@ -270,7 +275,8 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
     pcpu = p["cells"] / p["cpu_seconds"]
     print(f"peer  (WarpedVRT + pydelatin + quantized-mesh-encoder per tile, 1 process): "
           f"{p['tiles']} tiles, {p['seconds']:.2f} s -> {prate / 1e6:.3f} M cells/s; "
-          f"{p['bytes'] / 1e6:.1f} MB; peak RSS {p['maxrss_mb']:,.0f} MB; CPU "
+          f"{p['bytes'] / 1e6:.1f} MB; peak RSS {p['maxrss_mb']:,.0f} MB "
+          f"({p['maxrss_mb'] - p['baseline_mb']:+,.0f} MB over the imports); CPU "
           f"{p['cpu_seconds']:.2f} s -> {pcpu / 1e6:.3f} M cells per CPU-s", flush=True)
     cpu1 = r1["cells"] / statistics.median(x["cpu_seconds"] for x in [r1])
     print(f"ratio ngis/peer per CPU-second: {cpu1 / pcpu:.2f}x; wall, 1 process: "
