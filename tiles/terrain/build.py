@@ -242,12 +242,6 @@ def sample_tile(dems: Sequence[DemInfo], z: int, x: int, y: int) -> np.ndarray:
     return grid
 
 
-def sea_level_undulation(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Geoid undulation, with points outside the shipped grid moved to its nearest edge."""
-    lats, lons, _ = _geoid_grid()
-    return undulation(np.clip(lat, lats[0], lats[-1]), np.clip(lon, lons[0], lons[-1]))
-
-
 def _axis_weights(q: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, int]:
     """Linear-interpolation weights of points ``q`` (clamped) on a regular ``axis``: a dense
     (len(q), k) matrix over the k nodes from the returned first node on."""

@@ -64,16 +64,6 @@ def zigzag_delta(values: np.ndarray) -> np.ndarray:
     return ((d << 1) ^ (d >> 31)).astype(np.uint16)
 
 
-def high_water_mark(indices: np.ndarray) -> np.ndarray:
-    """High-water-mark codes of a flat index array whose vertices appear in first-use order."""
-    idx = indices.astype(np.int64)
-    highest = np.maximum.accumulate(np.concatenate(([0], idx + 1)))[:-1]
-    codes = highest - idx
-    if codes.min(initial=0) < 0:
-        raise ValueError("indices not in first-use order")
-    return codes
-
-
 def oct_encode(n: np.ndarray) -> np.ndarray:
     """Unit vectors (n, 3) to (n, 2) uint8, CesiumJS ``octEncodeInRange(v, 255)``."""
     n = np.asarray(n, np.float64)
