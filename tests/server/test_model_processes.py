@@ -123,3 +123,13 @@ def test_long_flood_runs_become_jobs_by_themselves(demo_store, tmp_path, monkeyp
     finally:
         CURRENT_OWNER.reset(token)
     assert ran == ["async", "sync", "sync", "sync"]
+
+
+def test_hand_on_a_small_area_still_finds_its_river(demo_store):
+    from gis.server.processes.flood import FloodProcessor
+
+    p = FloodProcessor({"name": "flood", "store": str(demo_store)})
+    _, doc = p.execute({"area": TOWN, "mode": "hand", "stage_m": 2})
+    model = doc["summary"]["model"]
+    assert model["reaches"] >= 1 and model["stream_cells"] > 0
+    assert doc["summary"]["flooded_area_m2"]["over_0.3m"] > 0

@@ -167,8 +167,13 @@ class FloodProcessor(BaseProcessor):
                     z = raise_buildings(z, mask, 3.0)
                 else:
                     blocked = mask
+            # HAND sees only the window: its streams start where 2% of the window drains (at
+            # most 1 km^2), so the river through any area is found although its upstream
+            # catchment lies outside (HAND is measured from the channel, not the area drained).
+            cell_km2 = abs(dem.transform.a * dem.transform.e) / 1e6
+            stream_km2 = min(1.0, 0.02 * z.size * cell_km2)
             result = run_flood(
-                z, dem.transform, dem.crs, mode=mode,
+                z, dem.transform, dem.crs, mode=mode, stream_threshold_km2=stream_km2,
                 duration_s=number(data, "duration_s", None, lo=1.0, hi=172800.0),
                 rain=rain, loss=CurveNumber(cn) if cn is not None else None, inflows=inflows,
                 manning=number(data, "manning", 0.03, lo=0.001, hi=1.0), blocked=blocked,
