@@ -1,4 +1,4 @@
-"""Hazard maps as pictures: a result raster over a hillshade, with legend, scale bar and north arrow.
+"""Hazard maps as pictures: a result over a hillshade, with legend, scale bar and north arrow.
 
 Every decision model writes ``map.png`` with :func:`hazard_map`, so a flood depth, a landslide
 stability class and a crash hot spot look like parts of one atlas. Rendering is matplotlib (Agg,

@@ -164,8 +164,8 @@ def store_layers(store_uri: str, bounds, crs, names=("buildings", "roads", "pipe
 @click.option("--store", help="Base-map store: buildings, roads and pipelines for the impacts.")
 @click.option("--crs", help="CRS of the DEM when the file has none.")
 @click.pass_context
-def command(ctx, dem, out, mode, rain_csv, rain_window, loss, inflows, inflow_csv, duration, manning,
-            manning_zones, manning_field, manning_zone_value, buildings, building_mode,
+def command(ctx, dem, out, mode, rain_csv, rain_window, loss, inflows, inflow_csv, duration,
+            manning, manning_zones, manning_field, manning_zone_value, buildings, building_mode,
             building_height, boundary, snapshots, stage, discharge, stream_area, store, crs):
     """Flood hazard: maximum depth, water level, velocity and arrival time, warning areas and
     the buildings, roads, pipelines and shelters affected.

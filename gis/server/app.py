@@ -10,9 +10,9 @@ one independent instance of that module per grade. Each request is then
 1. authenticated: an API key as ``X-API-Key``, ``Authorization: Bearer`` or the query parameter
    ``key`` (removed from the query before anything else sees it: pygeoapi's links, the audit
    log), or a signed token (JWT) from the configured issuer in the same places
-   (:mod:`gis.server.access.tokens`); no key means the anonymous grade (``ngis.access.anonymous``, default ``public``;
-   ``none`` answers 401). A malformed, unknown, revoked or expired key answers 401 with one
-   body for all four;
+   (:mod:`gis.server.access.tokens`); no key means the anonymous grade
+   (``ngis.access.anonymous``, default ``public``; ``none`` answers 401). A malformed, unknown,
+   revoked or expired key answers 401 with one body for all four;
 2. rate-limited, then dispatched to its grade's pygeoapi app (or 3D Tiles folder), metered and
    audited (see :meth:`NgisApp._hooks`);
 3. marked: ``Vary: Authorization, X-API-Key`` always, ``Cache-Control: private`` when a key was

@@ -9,7 +9,7 @@ the worker, with the job table in SQLite (WAL) shared by all worker processes, s
 answer ``/jobs/{id}`` and its results.
 
 Who the client is: the access layer (:mod:`gis.server.app`) puts the client's id (the key's name,
-``jwt:<sub>``, or ``anonymous@<address>``) in the request header ``X-Ngis-Client`` after removing
+``jwt:<sub>``, or :data:`ANONYMOUS`) in the request header ``X-Ngis-Client`` after removing
 any such header the client sent; :func:`owned` wraps pygeoapi's job endpoints to read it into
 :data:`CURRENT_OWNER` for the duration of the call (pygeoapi runs API calls in a thread pool,
 which does not carry context variables from the request, so the header is the carrier). With

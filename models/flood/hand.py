@@ -33,8 +33,8 @@ from models.hydro import (accumulate_d8, d8_directions, extract_streams, fill_de
 _D8_DROW = np.zeros(256, np.int64)
 _D8_DCOL = np.zeros(256, np.int64)
 _D8_OK = np.zeros(256, np.bool_)
-for _code, (_dr, _dc) in zip((1, 2, 4, 8, 16, 32, 64, 128),
-                             ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))):
+_STEPS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
+for _code, (_dr, _dc) in zip((1, 2, 4, 8, 16, 32, 64, 128), _STEPS):
     _D8_DROW[_code], _D8_DCOL[_code], _D8_OK[_code] = _dr, _dc, True
 
 #: Stages (m) at which rating curves are tabulated.

@@ -2,10 +2,10 @@
 
 A key is ``ngis_`` followed by 43 URL-safe characters (32 random bytes). The access database
 (``ngis.access.db`` of the server config: an SQLite file, or a PostgreSQL URL shared by several
-server machines; see :mod:`gis.server.access.db`) stores only HMAC-SHA256(pepper, key), where the pepper is
-32 random bytes drawn when the database is created; a copy of the database alone does not let
-anyone check guesses against a leaked key list from elsewhere, and the key itself is printed once,
-by ``ngis keys create``, and never stored.
+server machines; see :mod:`gis.server.access.db`) stores only HMAC-SHA256(pepper, key), where the
+pepper is 32 random bytes drawn when the database is created; a copy of the database alone does not
+let anyone check guesses against a leaked key list from elsewhere, and the key itself is printed
+once, by ``ngis keys create``, and never stored.
 
 Each key has a name (unique, not secret: it is the ``key_id`` of the audit log and the usage
 meter), a grade, a user class (government, academic, commercial, public), an optional expiry date

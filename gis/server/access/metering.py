@@ -5,15 +5,15 @@ tiles and process runs. The caller counts successful responses only.
 
 Storage and cost: ``record`` only adds to a per-process dictionary (about a microsecond); the
 dictionary is flushed to the table ``usage_daily`` of the access database (SQLite in WAL mode, or
-PostgreSQL; see :mod:`gis.server.access.db`) in one short write transaction of UPSERTs that *add* to the stored counts: every ``flush_ms``
-milliseconds by a daemon thread of each process (``background=False``: by the first ``record``
-after the interval instead), on ``flush()``/``close()``, and at process exit (``atexit``, and
-the ``multiprocessing`` finalizers that uvicorn's worker processes run instead). Several
-processes (uvicorn workers) flush into the same database, and because every flush adds its
-deltas inside a write transaction, the totals are exact once each process has flushed: at most
-``flush_ms`` after the last request, and at once after ``flush()``. A process killed with
-SIGKILL loses at most its last ``flush_ms`` of counts; a flush that fails (database locked
-beyond the busy timeout) keeps its counts for the next one.
+PostgreSQL; see :mod:`gis.server.access.db`) in one short write transaction of UPSERTs that *add*
+to the stored counts: every ``flush_ms`` milliseconds by a daemon thread of each process
+(``background=False``: by the first ``record`` after the interval instead), on
+``flush()``/``close()``, and at process exit (``atexit``, and the ``multiprocessing`` finalizers
+that uvicorn's worker processes run instead). Several processes (uvicorn workers) flush into the
+same database, and because every flush adds its deltas inside a write transaction, the totals are
+exact once each process has flushed: at most ``flush_ms`` after the last request, and at once after
+``flush()``. A process killed with SIGKILL loses at most its last ``flush_ms`` of counts; a flush
+that fails (database locked beyond the busy timeout) keeps its counts for the next one.
 
 The database and audit locations come from the server config (``access_paths``).
 """
