@@ -28,12 +28,19 @@ from gis.etl.ingest import NATIONAL_CRS, IngestValidationError, SourceSpec, inge
 @click.option("--charge-class", type=click.Choice(["free", "standard", "premium"]), default=None,
               help="Charge class of the layers (default: standard).")
 @click.option("--title", default=None, help="Catalogue title of the layer.")
+@click.option("--lod", default=None, help="CityJSON: the LOD to read (e.g. 2.2; default the "
+              "highest up to 2.x).")
+@click.option("--origin", default=None, metavar="E,N,H",
+              help="IFC without usable georeferencing: map coordinates of the model origin "
+                   "(in --crs).")
+@click.option("--rotation", type=float, default=0.0, show_default=True, metavar="DEG",
+              help="IFC with --origin: model x axis from grid east, counter-clockwise.")
 @click.option("--skip-invalid", is_flag=True,
               help="Load the valid records and leave the invalid ones out (default: refuse all).")
 @click.argument("sources", nargs=-1, type=click.Path(exists=True))
 @click.pass_context
 def command(ctx, store, manifest, layer, standard, crs, target_crs, access_grade, charge_class,
-            title, skip_invalid, sources):
+            title, lod, origin, rotation, skip_invalid, sources):
     """Load SOURCES (or a --manifest) into the store, atomically.
 
     Every record is checked against its standard first; any problem stops the ingest with one
@@ -44,14 +51,17 @@ def command(ctx, store, manifest, layer, standard, crs, target_crs, access_grade
     $ ngis ingest --store basemap.gpkg --access-grade public guangfu_buildings_3d.geojson
     $ ngis ingest --store basemap.gpkg --layer plateau_buildings --target-crs EPSG:6677 \\
         52397519_bldg_6697_op.gml
+    $ ngis ingest --store basemap.gpkg --lod 2.2 3dbag_delft.city.jsonl
+    $ ngis ingest --store basemap.gpkg --origin 250000,2650000,12 --rotation 30 \\
+        --crs EPSG:3826 new_school.ifc
     """
     if not manifest and not sources:
         raise click.UsageError("give SOURCES or --manifest")
     specs = load_manifest(manifest) if manifest else []
     metadata = {k: v for k, v in {"access_grade": access_grade, "charge_class": charge_class,
                                   "title": title}.items() if v}
-    specs += [SourceSpec(path=p, layer=layer, standard=standard, crs=crs, metadata=metadata)
-              for p in sources]
+    specs += [SourceSpec(path=p, layer=layer, standard=standard, crs=crs, metadata=metadata,
+                         lod=lod, origin=origin, rotation=rotation) for p in sources]
     quiet = (ctx.find_root().obj or {}).get("quiet")
     with click.progressbar(length=len(specs), label="ingest", file=sys.stderr,
                            hidden=not progress_enabled(ctx)) as bar:

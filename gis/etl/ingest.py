@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class SourceSpec:
             one store hold Taiwanese layers in TWD97 and, say, PLATEAU layers in JGD2011.
         skip_invalid: Leave this source's invalid records out (default: the ingest's setting).
         metadata: Catalogue fields to set (title, abstract, access_grade, charge_class, licence...).
+        lod: CityJSON sources: the LOD to read (``2.2``; default the highest up to 2.x).
+        origin: IFC sources without usable georeferencing: ``"E,N,H"`` of the model origin in
+            ``crs``; ``rotation``: its x axis from grid east, counter-clockwise, degrees.
     """
 
     path: str
@@ -61,6 +65,9 @@ class SourceSpec:
     target_crs: str | None = None
     skip_invalid: bool | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    lod: str | None = None
+    origin: str | None = None
+    rotation: float | None = None
 
 
 @dataclass
@@ -198,7 +205,9 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
 
 
 def _prepare_vector(spec: SourceSpec, target: CRS, skip_invalid: bool):
-    layers = read_source(spec.path, standard=spec.standard, layer=spec.source_layer, crs=spec.crs)
+    layers = read_source(spec.path, standard=spec.standard, layer=spec.source_layer, crs=spec.crs,
+                         lod=None if spec.lod is None else str(spec.lod),
+                         origin=_origin(spec), rotation=float(spec.rotation or 0.0))
     for lyr in layers:
         report = validate_layer(lyr, spec.standard)
         if any(i.row < 0 for i in report.issues):  # layer-wide (no CRS): never skippable
@@ -312,3 +321,22 @@ def summary_json(summaries: list[LayerSummary]) -> str:
 
 __all__ = ["SourceSpec", "LayerSummary", "IngestValidationError", "ingest", "load_manifest",
            "NATIONAL_CRS", "NgisError"]
+
+
+def _origin(spec: SourceSpec) -> tuple[float, float, float] | None:
+    """``SourceSpec.origin`` (``"E,N,H"`` or a 3-sequence) as numbers."""
+    if spec.origin is None:
+        return None
+    parts = spec.origin.split(",") if isinstance(spec.origin, str) else list(spec.origin)
+    try:
+        values = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise DataError(f"origin must be E,N,H (three numbers), not {spec.origin!r}",
+                        path=spec.path, field="origin")
+    if spec.crs is None:
+        raise DataError("an origin needs the CRS it is in (crs, e.g. EPSG:3826)", path=spec.path,
+                        field="crs")
+    return values
+

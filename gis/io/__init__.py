@@ -50,7 +50,9 @@ def _sniff_xml(path: str) -> str | None:
 
 
 def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: str | None = None,
-                crs: str | None = None) -> list[SourceLayer]:
+                crs: str | None = None, lod: str | None = None,
+                origin: tuple[float, float, float] | None = None,
+                rotation: float = 0.0) -> list[SourceLayer]:
     """Read a vector source into standard-shaped layers.
 
     Args:
@@ -59,7 +61,11 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
             PLATEAU UtilityNetwork GML, NLSC building JSON, or any of those in a zip.
         standard: The standard the caller expects; picks the CityGML reader (building or pipeline).
         layer: One layer of a multi-layer source.
-        crs: Override or supply the source CRS (e.g. for a CSV of x/y or a file without one).
+        crs: Override or supply the source CRS (e.g. for a CSV of x/y or a file without one);
+            for IFC, the CRS of ``origin`` (or the one to place an IfcSite latitude/longitude in).
+        lod: CityJSON: the LOD to read (``2.2``, ``2``; default the highest up to 2.x).
+        origin: IFC: map E, N, H of the model origin, overriding the model's georeferencing.
+        rotation: IFC with ``origin``: model x axis from grid east, counter-clockwise, degrees.
 
     Returns:
         The layers read, each with ``standard`` set where the reader or a profile knows it.
@@ -76,7 +82,7 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
         raise UnknownFormatError("is a directory, not a data file", path=p)
     if is_raster_path(p):
         raise UnknownFormatError("is a raster; DEMs are read with read_dem", path=p)
-    layers = _read_any(p, standard, layer)
+    layers = _read_any(p, standard, layer, lod=lod, origin=origin, rotation=rotation, crs=crs)
     forced = parse_crs(crs)
     out = []
     for lyr in layers:
@@ -92,7 +98,9 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
     return out
 
 
-def _read_any(p: str, standard: str | None, layer: str | None) -> list[SourceLayer]:
+def _read_any(p: str, standard: str | None, layer: str | None, *, lod: str | None = None,
+              origin: tuple[float, float, float] | None = None, rotation: float = 0.0,
+              crs: str | None = None) -> list[SourceLayer]:
     suffix = Path(p).suffix.lower()
     if suffix in (".gml", ".xml", ".citygml"):
         kind = _sniff_xml(p)
@@ -106,11 +114,11 @@ def _read_any(p: str, standard: str | None, layer: str | None) -> list[SourceLay
         from gis.io.cityjson import is_cityjson, read_cityjson
 
         if is_cityjson(p):
-            return [read_cityjson(p)]
+            return [read_cityjson(p, lod=lod)]
     if suffix == ".ifc":
         from gis.io.ifc import read_ifc
 
-        return read_ifc(p)
+        return read_ifc(p, origin=origin, rotation=rotation, crs=crs)
     if suffix == ".json":
         from gis.io.nlsc import is_nlsc_points, read_nlsc_points
 
