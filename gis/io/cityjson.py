@@ -52,7 +52,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
@@ -60,7 +59,7 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from gis.errors import CRSError, DataError, MalformedFileError
 from gis.io.citygml import BUILDING_COLUMNS, SURFACE_COLUMNS
-from gis.io.model import SourceLayer
+from gis.io.model import SourceLayer, records_frame
 
 __all__ = ["read_cityjson", "is_cityjson", "cityjson_crs", "iter_documents"]
 
@@ -382,9 +381,9 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
             surface_rows.extend(rows)
     if version is None:
         raise DataError("not a CityJSON file (no \"type\": \"CityJSON\")", path=p)
-    frame = _frame(records, BUILDING_COLUMNS, crs, ("height", "ground_elevation"),
+    frame = records_frame(records, BUILDING_COLUMNS, crs, ("height", "ground_elevation"),
                    ("storeys", "year_built", "lod"))
-    surfaces = _frame(surface_rows, SURFACE_COLUMNS, crs, (), ("lod",))
+    surfaces = records_frame(surface_rows, SURFACE_COLUMNS, crs, (), ("lod",))
     surfaces["lod"] = surfaces["lod"].astype("int64")
     layer = SourceLayer(path=p, name="Building", frame=frame, standard="building",
                         field_sources=dict(FIELD_SOURCES), extras={"surfaces": surfaces},
@@ -525,20 +524,6 @@ def _building(oid: str, objects: dict, xyz: np.ndarray, wanted: str | None, vers
         "source": f"CityJSON {version}: {file_name}", "lineage": lineage,
         "attributes": json.dumps(attrs, ensure_ascii=False, default=str), "geometry": footprint,
     }, rows
-
-
-def _frame(records: list[dict], columns: list[str], crs: CRS | None, floats: tuple[str, ...],
-           ints: tuple[str, ...]) -> gpd.GeoDataFrame:
-    data = pd.DataFrame.from_records(records, columns=[*columns, "geometry"])
-    geoms = np.empty(len(data), dtype=object)
-    geoms[:] = data.pop("geometry").tolist()
-    for col in floats:
-        data[col] = pd.to_numeric(data[col]).astype(float)
-    for col in ints:
-        data[col] = pd.array(data[col].tolist(), dtype="Int64")
-    for col in data.columns.difference([*floats, *ints]):
-        data[col] = data[col].astype(object).where(data[col].notna(), None)
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, index=data.index), crs=crs)
 
 
 FIELD_SOURCES = {

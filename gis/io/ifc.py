@@ -47,16 +47,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError as PyprojCRSError
 
 from gis.errors import CRSError, DataError, MalformedFileError
 from gis.io.citygml import BUILDING_COLUMNS, SURFACE_COLUMNS
-from gis.io.model import SourceLayer
+from gis.io.model import SourceLayer, records_frame
 
 __all__ = ["read_ifc", "Placement", "placement_of", "dms_to_degrees", "ELEMENT_COLUMNS"]
 
@@ -497,29 +495,15 @@ def read_ifc(path: str | os.PathLike, origin: tuple[float, float, float] | None 
             "source": f"IFC {model.schema}: {file_name}", "lineage": lineage,
             "attributes": json.dumps(attrs, ensure_ascii=False, default=str),
             "geometry": footprint})
-    frame = _frame(records, BUILDING_COLUMNS, place.crs, ("height", "ground_elevation"),
-                   ("storeys", "year_built", "lod"))
-    surfaces = _frame(rows, ELEMENT_COLUMNS, place.crs, (), ("lod",))
+    frame = records_frame(records, BUILDING_COLUMNS, place.crs,
+                          ("height", "ground_elevation"), ("storeys", "year_built", "lod"))
+    surfaces = records_frame(rows, ELEMENT_COLUMNS, place.crs, (), ("lod",))
     surfaces["lod"] = surfaces["lod"].astype("int64")
     layer = SourceLayer(path=p, name="IfcBuilding", frame=frame, standard="building",
                         field_sources=dict(FIELD_SOURCES), extras={"surfaces": surfaces},
                         skipped=[*place.notes, *(f"{n} {w}" for w, n in skipped.items())])
     layer.problems = problems  # type: ignore[attr-defined]  # read by gis.validate
     return [layer]
-
-
-def _frame(records: list[dict], columns: list[str], crs: CRS | None, floats: tuple[str, ...],
-           ints: tuple[str, ...]) -> gpd.GeoDataFrame:
-    data = pd.DataFrame.from_records(records, columns=[*columns, "geometry"])
-    geoms = np.empty(len(data), dtype=object)
-    geoms[:] = data.pop("geometry").tolist()
-    for col in floats:
-        data[col] = pd.to_numeric(data[col]).astype(float)
-    for col in ints:
-        data[col] = pd.array(data[col].tolist(), dtype="Int64")
-    for col in data.columns.difference([*floats, *ints]):
-        data[col] = data[col].astype(object).where(data[col].notna(), None)
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, index=data.index), crs=crs)
 
 
 FIELD_SOURCES = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 
 
 @dataclass
@@ -40,3 +42,20 @@ class SourceLayer:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+
+def records_frame(records: list[dict], columns: list[str], crs, floats: tuple[str, ...],
+                  ints: tuple[str, ...]) -> gpd.GeoDataFrame:
+    """A frame of ``records`` (dicts with ``columns`` and ``geometry``): ``floats`` as float,
+    ``ints`` as nullable Int64, other columns as objects with None for missing (the shapes the
+    building readers hand to the standard's checks)."""
+    data = pd.DataFrame.from_records(records, columns=[*columns, "geometry"])
+    geoms = np.empty(len(data), dtype=object)
+    geoms[:] = data.pop("geometry").tolist()
+    for col in floats:
+        data[col] = pd.to_numeric(data[col]).astype(float)
+    for col in ints:
+        data[col] = pd.array(data[col].tolist(), dtype="Int64")
+    for col in data.columns.difference([*floats, *ints]):
+        data[col] = data[col].astype(object).where(data[col].notna(), None)
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, index=data.index), crs=crs)

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from models.hydro._grid import grow, heap_pop, heap_push
-from models.hydro.fill import _closed_mask, _offsets, _sink_mask
+from models.hydro.fill import _closed_mask, _offsets, padded_grid
 
 
 def breach_depressions(dem: np.ndarray, *, outlets: np.ndarray | None = None,
@@ -44,19 +44,11 @@ def breach_depressions(dem: np.ndarray, *, outlets: np.ndarray | None = None,
         The breached DEM (float32 or float64 as the input), NaN where the input was NaN.
     """
     dem = np.asarray(dem)
-    if dem.ndim != 2:
-        raise ValueError(f"dem must be 2-D, got shape {dem.shape}")
-    dtype = dem.dtype if dem.dtype in (np.float32, np.float64) else np.dtype(np.float32)
-    nrows, ncols = dem.shape
-    zp = np.full((nrows + 2, ncols + 2), np.nan, dtype)
-    inner = zp[1:-1, 1:-1]
-    inner[...] = dem
+    zp, inner, sink = padded_grid(dem, outlets, nodata_is_outlet, sea_level)
     if dem.size == 0:
         return inner.copy()
-    sink = _sink_mask(inner, outlets, nodata_is_outlet, sea_level)
-    if sink is not None:
-        inner[sink] = -np.inf
-    _breach(zp.reshape(-1), nrows, ncols, dtype.type(np.inf))
+    nrows, ncols = dem.shape
+    _breach(zp.reshape(-1), nrows, ncols, zp.dtype.type(np.inf))
     out = inner.copy()
     if sink is not None:
         out[sink] = dem[sink]

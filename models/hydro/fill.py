@@ -91,18 +91,11 @@ def fill_depressions(dem: np.ndarray, *, epsilon: bool = False,
         input was NaN.
     """
     dem = np.asarray(dem)
-    if dem.ndim != 2:
-        raise ValueError(f"dem must be 2-D, got shape {dem.shape}")
-    dtype = dem.dtype if dem.dtype in (np.float32, np.float64) else np.dtype(np.float32)
-    nrows, ncols = dem.shape
-    zp = np.full((nrows + 2, ncols + 2), np.nan, dtype)
-    inner = zp[1:-1, 1:-1]
-    inner[...] = dem
+    zp, inner, sink = padded_grid(dem, outlets, nodata_is_outlet, sea_level)
     if dem.size == 0:
         return inner.copy()
-    sink = _sink_mask(inner, outlets, nodata_is_outlet, sea_level)
+    nrows, ncols = dem.shape
     if sink is not None:
-        inner[sink] = -np.inf
         interior = _interior_sinks(zp.reshape(-1), nrows, ncols)
     else:
         interior = np.empty(0, np.int32)
@@ -122,6 +115,26 @@ def fill_depressions(dem: np.ndarray, *, epsilon: bool = False,
     if sink is not None:
         out[sink] = dem[sink]
     return out
+
+
+def padded_grid(dem: np.ndarray, outlets, nodata_is_outlet: bool, sea_level
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The DEM in a NaN frame one cell wide, as fill and breach walk it: (padded grid, its
+    inner view, the outlet mask or None), outlet cells set to -inf in the grid. The grid is
+    float32, or float64 for float64 input."""
+    if dem.ndim != 2:
+        raise ValueError(f"dem must be 2-D, got shape {dem.shape}")
+    dtype = dem.dtype if dem.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    nrows, ncols = dem.shape
+    zp = np.full((nrows + 2, ncols + 2), np.nan, dtype)
+    inner = zp[1:-1, 1:-1]
+    inner[...] = dem
+    if dem.size == 0:
+        return zp, inner, None
+    sink = _sink_mask(inner, outlets, nodata_is_outlet, sea_level)
+    if sink is not None:
+        inner[sink] = -np.inf
+    return zp, inner, sink
 
 
 def _sink_mask(z: np.ndarray, outlets: np.ndarray | None, nodata_is_outlet: bool,
