@@ -62,7 +62,7 @@ from gis.mesh.terrain import sample_dem
 from tiles.b3dm import write_b3dm
 from tiles.content import ENCODER_VERSION
 from tiles.glb import GENERATOR, write_glb
-from tiles.tileset import _read_manifest, write_tileset
+from tiles.tileset import MANIFEST, _read_manifest, _swap_in, write_tileset
 from tiles.tiling import build_tileset, place_regions
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,13 @@ HEIGHT_COLUMNS = ("height", "storeys", "storey_height", "roof_height", "roof_typ
 ENVELOPE_CHUNK = 250_000
 #: Version of the tile fingerprint (part of every fingerprint: a change rebuilds everything).
 DIGEST_VERSION = 2
+#: Column of a surfaces table that marks BIM elements (IFC, :mod:`gis.io.ifc`): their buildings
+#: get a detail tile (one feature per element) below the tile holding their envelope.
+ELEMENT_CLASS = "ifc_class"
+#: Per-element metadata of detail tiles: surfaces column -> property name.
+ELEMENT_FIELDS = {"ifc_class": "ifc_class", "storey": "storey", "name": "element_name",
+                  "part_id": "global_id", "building_id": "building_id",
+                  "properties": "element_properties"}
 _TYPE_IDS = {"POINT": 0, "LINESTRING": 1, "LINEARRING": 2, "POLYGON": 3, "MULTIPOINT": 4,
              "MULTILINESTRING": 5, "MULTIPOLYGON": 6, "GEOMETRYCOLLECTION": 7}
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
@@ -202,6 +209,12 @@ class FrameSource:
     def surface_keys(self) -> pd.Series:
         return self.surfaces["building_id"]
 
+    def element_buildings(self) -> set:
+        """Ids of the buildings with BIM elements (surface rows with an ``ifc_class``)."""
+        if self.surfaces is None or ELEMENT_CLASS not in self.surfaces:
+            return set()
+        return set(self.surfaces["building_id"][self.surfaces[ELEMENT_CLASS].notna()])
+
     def surface_rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.surfaces.iloc[np.asarray(fids, np.int64)]
 
@@ -250,6 +263,13 @@ class StoreSource:
 
     def surface_keys(self) -> pd.Series:
         return self.store.read_envelopes(self.remote.surfaces, ["building_id"])["building_id"]
+
+    def element_buildings(self) -> set:
+        """Ids of the buildings with BIM elements (surface rows with an ``ifc_class``)."""
+        env = self.store.read_envelopes(self.remote.surfaces, ["building_id", ELEMENT_CLASS])
+        if ELEMENT_CLASS not in env:
+            return set()
+        return set(env["building_id"][env[ELEMENT_CLASS].notna()])
 
     def surface_rows(self, fids: np.ndarray) -> gpd.GeoDataFrame:
         return self.store.read_fids(self.remote.surfaces, fids)
@@ -559,6 +579,7 @@ class TileSpec:
         surface_fids: Rows of the surfaces table (LOD2 from CityGML surfaces).
         dem, dem_transform: Lines: the DEM window under the tile.
         rows, surface_rows: The rows themselves when they do not come from a store (frames).
+        detail: Build the BIM detail of the tile (elements as features) instead of envelopes.
     """
 
     fids: np.ndarray
@@ -570,6 +591,7 @@ class TileSpec:
     dem_transform: Affine | None = None
     rows: gpd.GeoDataFrame | None = None
     surface_rows: gpd.GeoDataFrame | None = None
+    detail: bool = False
 
 
 @dataclass(frozen=True)
@@ -611,6 +633,7 @@ class TileInput:
         heights: Buildings: (k, 3) base, eave and top elevation.
         dem, dem_transform: Lines: the DEM window they are draped on.
         surfaces: CityGML surfaces of the buildings (LOD2), or None.
+        detail: BIM detail tile (see :func:`bim_detail_mesh`).
     """
 
     geoms: np.ndarray
@@ -621,6 +644,7 @@ class TileInput:
     dem: np.ndarray | None = None
     dem_transform: Affine | None = None
     surfaces: gpd.GeoDataFrame | None = None
+    detail: bool = False
 
 
 def tile_features(rows: gpd.GeoDataFrame | Rows, spec: TileSpec, kind: str
@@ -667,7 +691,7 @@ def tile_content(reader: StoreLayer | FrameSource | StoreSource | None, spec: Ti
     if digest in known:
         return TileResult(digest, None, [], n_rows)
     t = TileInput(geoms, attrs, job.kind, job.lod, spec.heights, spec.dem, spec.dem_transform,
-                  surfaces)
+                  surfaces, spec.detail)
     data, notes = encode_tile(t, job.standard, job.format, job.compress, job.class_name, job.crs)
     if job.gzip:
         data = gzip_module.compress(data, compresslevel=9, mtime=0)
@@ -716,6 +740,11 @@ def tile_digest(prefix: bytes, geoms: np.ndarray, attrs: pd.DataFrame, spec: Til
         h.update(_wkb_bytes(np.asarray(surfaces.geometry.array, dtype=object)))
         for name in ("building_id", "surface_type"):
             h.update(_canonical(_plain(surfaces[name])))
+        if spec.detail:
+            h.update(b"detail")
+            for name in ELEMENT_FIELDS:
+                if name in surfaces:
+                    h.update(_canonical(_plain(surfaces[name])))
     return h.hexdigest()
 
 
@@ -744,6 +773,8 @@ def build_mesh(t: TileInput) -> tuple[Mesh, MeshReport]:
         if t.surfaces is not None and len(t.surfaces):
             rows = pd.Index(f["id"]).get_indexer(t.surfaces["building_id"])
             keep = rows >= 0
+            if ELEMENT_CLASS in t.surfaces:  # BIM elements: envelopes here, detail below
+                keep &= t.surfaces[ELEMENT_CLASS].isna().to_numpy()
             parts.append(m.triangulate_surfaces(np.asarray(t.surfaces.geometry.array)[keep],
                                                 rows[keep],
                                                 np.asarray(t.surfaces["surface_type"])[keep],
@@ -779,8 +810,12 @@ def build_mesh(t: TileInput) -> tuple[Mesh, MeshReport]:
 def encode_tile(t: TileInput, standard: str, fmt: str, compress: str, class_name: str,
                 crs: str) -> tuple[bytes, list[str]]:
     """Build and encode one tile; returns the bytes and the builder's notes."""
-    mesh, report = build_mesh(t)
-    attrs = t.attrs
+    if t.detail:
+        mesh, report, attrs = bim_detail_mesh(t)
+        standard, class_name = None, f"{class_name}_element"
+    else:
+        mesh, report = build_mesh(t)
+        attrs = t.attrs
     ids = attrs["id"].to_numpy(object) if "id" in attrs else None
     notes = [f"{i if ids is None else ids[i]}: {why}" for i, why in report.skipped]
     if mesh.n_triangles == 0:
@@ -791,6 +826,111 @@ def encode_tile(t: TileInput, standard: str, fmt: str, compress: str, class_name
     else:
         data = write_glb(mesh, attrs, standard, compress=compress, class_name=class_name, crs=crs)
     return data, notes
+
+
+def bim_detail_mesh(t: TileInput) -> tuple[Mesh, MeshReport, pd.DataFrame]:
+    """The BIM detail of a tile: each element of the BIM buildings (surface rows with an
+    :data:`ELEMENT_CLASS`) is a feature of its own, carrying its building's attributes and
+    :data:`ELEMENT_FIELDS` (IFC class, storey, name, GlobalId...); the tile's other buildings
+    are built as in the envelope tile (feature rows first, element fields null).
+
+    Returns:
+        (mesh, report, attribute table: one row per feature id).
+    """
+    f = t.attrs
+    s = t.surfaces
+    is_el = s[ELEMENT_CLASS].notna().to_numpy() if s is not None and ELEMENT_CLASS in s else \
+        np.zeros(0 if s is None else len(s), bool)
+    el = s[is_el] if s is not None else None
+    owner = pd.Index(f["id"]).get_indexer(el["building_id"]) if el is not None else \
+        np.zeros(0, np.int64)
+    el, owner = (el[owner >= 0], owner[owner >= 0]) if el is not None else (el, owner)
+    bim = np.zeros(len(f), bool)
+    bim[owner] = True
+    others = np.flatnonzero(~bim)
+    base, report = build_mesh(dataclasses.replace(t, detail=False))
+    parts = [base.select(others)] if len(others) else []
+    if el is not None and len(el):
+        from gis import mesh as m
+
+        em = m.triangulate_surfaces(np.asarray(el.geometry.array), len(others) + np.arange(len(el)),
+                                    np.asarray(el["surface_type"]), report=report)
+        parts.append(em)
+    rows = [f.iloc[others], f.iloc[owner]] if el is not None else [f.iloc[others]]
+    attrs = pd.concat(rows, ignore_index=True) if rows else f.iloc[:0]
+    for src, name in ELEMENT_FIELDS.items():
+        values = np.full(len(attrs), None, object)
+        if el is not None and src in el:
+            values[len(others):] = [None if v is None or v != v else str(v) for v in el[src]]
+        attrs[name] = pd.Series(values, dtype=object)
+    return Mesh.concat(parts), report, attrs
+
+
+def _detail_error(old: float, parent: float | None, size: float) -> float:
+    """Geometric error of a tile whose envelopes are replaced by BIM detail (below it, with the
+    tile's old error ``old``): the BIM buildings' size, strictly between ``old`` and the parent's
+    error."""
+    upper = np.inf if parent is None else parent
+    e = max(size, old)
+    if e >= upper:
+        e = (old + upper) / 2
+    if e <= old:
+        e = old + (upper - old) / 2 if np.isfinite(upper) else old * 1.5 + 0.01
+    return float(e)
+
+
+def _add_bim_detail(tree, plan: Plan, bim: np.ndarray, content: FeatureContent, staged: Path,
+                    ext: str) -> int:
+    """Give every tile holding BIM buildings a detail child (explicit tilesets only): the tile
+    becomes ``refine: REPLACE`` (its envelopes give way), its only child is the detail tile
+    (same features, elements as features, ``refine: ADD``, the tile's old geometric error) and
+    the tile's old children hang below that. Patches ``staged/tileset.json`` and the manifest
+    of a tileset :func:`tiles.tileset.write_tileset` wrote to ``staged`` (not yet swapped in).
+
+    Returns:
+        The number of detail contents written.
+    """
+    tileset = json.loads((staged / "tileset.json").read_text("utf-8"))
+    manifest = json.loads((staged / MANIFEST).read_text("utf-8"))
+    b = plan.bounds
+    size = np.sqrt((b[:, 2] - b[:, 0]) ** 2 + (b[:, 3] - b[:, 1]) ** 2 + (b[:, 5] - b[:, 4]) ** 2)
+    written = 0
+
+    def walk(t, node: dict, parent_error: float | None) -> None:
+        nonlocal written
+        children = node.get("children", [])
+        for ch, sub in zip(t.children, children, strict=True):
+            walk(ch, sub, node["geometricError"])
+        mine = t.features[bim[t.features]] if t.has_content else np.zeros(0, np.int64)
+        if not len(mine):
+            return
+        spec = content.spec(t.features, with_rows=content.source.remote is None)
+        spec.detail = True
+        result = tile_content(content.source, spec, content.job)
+        content.notes.extend(result.notes)
+        uri = f"content/{t.level}/{t.x}/{t.y}.detail.{ext}"
+        (staged / uri).write_bytes(result.data)
+        manifest["tiles"][uri] = {"hash": result.digest, "features": int(len(t.features)),
+                                  "bytes": len(result.data)}
+        if manifest.get("gzip_paths"):
+            manifest["gzip_paths"] = sorted([*manifest["gzip_paths"], uri])
+        old = float(node["geometricError"]) if children else 0.0  # a leaf's detail: 0
+        detail = {"boundingVolume": node["boundingVolume"], "geometricError": old,
+                  "refine": "ADD",
+                  "content": {"uri": uri, "boundingVolume": node["content"]["boundingVolume"]}}
+        if children:
+            detail["children"] = children
+        node["refine"] = "REPLACE"
+        node["children"] = [detail]
+        node["geometricError"] = _detail_error(old, parent_error, float(size[mine].max()))
+        written += 1
+
+    walk(tree.root, tileset["root"], None)
+    tileset["geometricError"] = max(float(tileset["geometricError"]),
+                                    2.0 * float(tileset["root"]["geometricError"]))
+    (staged / "tileset.json").write_text(json.dumps(tileset, indent=1), "utf-8")
+    (staged / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
+    return written
 
 
 # -- the content writer tiles.tileset calls ---------------------------------------------------
@@ -1057,8 +1197,18 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
             fids = np.asarray(keys.index, np.int64)
             groups = keys.reset_index(drop=True).groupby(keys.to_numpy(object)).indices
             surface_index = {k: fids[v] for k, v in groups.items()}
-        content = FeatureContent(plan, source, job, settings, _known_fingerprints(Path(out),
-                                                                                  options.gzip),
+        bim = None
+        if surface_index is not None and plan.ids is not None:
+            with_elements = source.element_buildings()
+            if with_elements:
+                bim = np.isin(plan.ids, np.array(list(with_elements), dtype=object))
+                if options.implicit:
+                    notes.append("implicit tiling: BIM buildings appear as envelopes only (their "
+                                 "element detail needs explicit tiling)")
+                    bim = None
+        content = FeatureContent(plan, source, job, settings,
+                                 set() if bim is not None else _known_fingerprints(Path(out),
+                                                                                   options.gzip),
                                  surface_index)
         content.on_tile = progress
         if starting is not None:
@@ -1074,8 +1224,11 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
         place_regions(tree, b)
         gc.freeze()  # the plan, the tree and the modules live on: the collector need not scan them
         try:
-            report = write_tileset(tree, out, content, version=options.version,
-                                   implicit=options.implicit, gzip=options.gzip)
+            if bim is None:
+                report = write_tileset(tree, out, content, version=options.version,
+                                       implicit=options.implicit, gzip=options.gzip)
+            else:  # written beside OUT, given its BIM detail tiles, then swapped in
+                report = _write_with_detail(tree, out, content, plan, bim, options)
         finally:
             gc.unfreeze()
     finally:
@@ -1089,6 +1242,33 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
     return TilesSummary(Path(out), len(plan), skipped, report.tiles, report.contents,
                         report.written, report.reused, report.bytes,
                         time.perf_counter() - t0, notes, largest)
+
+
+def _write_with_detail(tree, out, content: FeatureContent, plan: Plan, bim: np.ndarray,
+                       options: TilesOptions):
+    """:func:`write_tileset` into a staging directory beside ``out``, then
+    :func:`_add_bim_detail`, then one atomic swap (as :func:`write_tileset` does; these
+    tilesets are rebuilt whole, no content is reused)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (_read_manifest(out) is None
+                                               and any(out.iterdir()))):
+        raise FileExistsError(f"{out} exists and is not a tileset written by {GENERATOR}")
+    staged = out.parent / f".{out.name}.bim-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        report = write_tileset(tree, staged, content, version=options.version,
+                               implicit=False, gzip=options.gzip)
+        n = _add_bim_detail(tree, plan, bim, content, staged, content.job.format)
+        added = sum((staged / k).stat().st_size for k in
+                    json.loads((staged / MANIFEST).read_text("utf-8"))["tiles"]
+                    if ".detail." in k)
+        _swap_in(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return dataclasses.replace(report, path=out, tiles=report.tiles + n,
+                               contents=report.contents + n, written=report.written + n,
+                               bytes=report.bytes + added)
 
 
 def _check_crs(crs_like) -> str:

@@ -344,12 +344,25 @@ def _building_of(el, cache: dict) -> Any:
 
 
 def _storey_of(el) -> str | None:
+    """Name (else GlobalId) of the IfcBuildingStorey holding an element: through
+    IfcRelContainedInSpatialStructure (directly, or in an IfcSpace or other spatial element that
+    the storey aggregates), or through the element's parents (IfcRelAggregates: a slab of an
+    IfcRoof; IfcRelNests: a flight of an IfcStair) when only the parent is contained."""
     import ifcopenshell.util.element as element
 
-    node = element.get_container(el)
-    while node is not None and not node.is_a("IfcBuildingStorey"):
-        node = element.get_aggregate(node)
-    return None if node is None else (node.Name or node.GlobalId)
+    node, seen = el, set()
+    while node is not None and node.id() not in seen:
+        seen.add(node.id())
+        storey = element.get_container(node, ifc_class="IfcBuildingStorey")
+        if storey is None:
+            container = element.get_container(node)
+            while container is not None and not container.is_a("IfcBuildingStorey"):
+                container = element.get_aggregate(container)
+            storey = container
+        if storey is not None:
+            return storey.Name or storey.GlobalId
+        node = element.get_aggregate(node) or element.get_nest(node)
+    return None
 
 
 def _properties(el) -> str:

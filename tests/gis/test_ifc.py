@@ -83,6 +83,33 @@ def test_element_counts_equal_ifcopenshell(models, name):
     assert lyr.problems == []
 
 
+def _ifcopenshell_storey(model, e):
+    """The storey of an element by IfcOpenShell's own lookup (container, else the container of
+    the element's aggregate parent), walking up from a space to the storey that aggregates it."""
+    import ifcopenshell.util.element as element
+
+    node = element.get_container(e)
+    if node is None and element.get_aggregate(e) is not None:
+        node = element.get_container(element.get_aggregate(e))
+    while node is not None and not node.is_a("IfcBuildingStorey"):
+        node = element.get_aggregate(node)
+    return None if node is None else node.Name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [DUPLEX, FZK])
+def test_every_element_has_the_storey_ifcopenshell_gives(models, name):
+    """Duplex: 71 elements sit in IfcSpaces (the storey aggregates the space); FZK: all directly
+    in storeys. Every element's storey equals IfcOpenShell's ``get_container`` walk, none empty."""
+    model, lyr = models[name]
+    s = lyr.extras["surfaces"].set_index("part_id")
+    expected = {gid: _ifcopenshell_storey(model, model.by_guid(gid)) for gid in s.index}
+    assert all(v is not None for v in expected.values())
+    assert s["storey"].to_dict() == expected
+    storeys = {st.Name for st in model.by_type("IfcBuildingStorey")}
+    assert set(s["storey"]) <= storeys
+
+
 @pytest.mark.slow
 def test_fzk_site_point_lands_at_its_latitude_longitude(models):
     model, lyr = models[FZK]
@@ -198,4 +225,5 @@ def test_ingest_and_lod2_tiles_pass_the_gltf_validator(shared_data, tmp_path):
     assert r.exit_code == 0, r.output
     report = tileset_info(out, validate=True)
     assert report["ok"], report.get("problems")
-    assert report["validator"]["errors"] == 0 and report["features"] == 1
+    # the envelope (1 feature) and its detail tile (one feature per element)
+    assert report["validator"]["errors"] == 0 and report["features"] == 1 + len(stored)

@@ -1,0 +1,143 @@
+"""BIM elements in the 3D Tiles (issue 11): ``ngis ingest`` of the FZK-Haus IFC at its real place
+(UTM 32N, the worldwide geoid), then ``ngis tiles build``. References: IfcOpenShell itself (the
+element classes by ``is_a``, storeys by ``util.element.get_container``, each element's triangles
+by its own geometry iterator), the counts published in the sample's SOURCE.md, and the Khronos
+glTF validator."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gis.cli.main import cli
+
+FZK = ("ifc-samples", "AC20-FZK-Haus.ifc")
+#: SOURCE.md: IfcWall 13 (by_type, IfcWallStandardCase included), IfcSlab 4, IfcWindow 11,
+#: IfcDoor 5, IfcBeam 4.
+PUBLISHED = {"IfcWall": 13, "IfcSlab": 4, "IfcWindow": 11, "IfcDoor": 5, "IfcBeam": 4}
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def built(shared_data, tmp_path_factory):
+    import ifcopenshell
+
+    src = shared_data(*FZK)
+    tmp = tmp_path_factory.mktemp("bim")
+    store = tmp / "s.gpkg"
+    r = CliRunner().invoke(cli, ["-q", "ingest", "--store", str(store), "--target-crs",
+                                 "EPSG:32632", str(src)])
+    assert r.exit_code == 0, r.output
+    out = tmp / "tiles"
+    r = CliRunner().invoke(cli, ["tiles", "build", "--store", str(store), "--layer", "buildings",
+                                 "--lod", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return ifcopenshell.open(str(src)), out
+
+
+def _contents(out: Path):
+    """(tile JSON, content path) of every tile with content, pre-order."""
+    tileset = json.loads((out / "tileset.json").read_text())
+
+    def walk(t, parent):
+        if "content" in t:
+            yield t, parent, out / t["content"]["uri"]
+        for ch in t.get("children", []):
+            yield from walk(ch, t)
+
+    return tileset, list(walk(tileset["root"], None))
+
+
+def _elements(model):
+    return [e for e in model.by_type("IfcElement")
+            if not e.is_a("IfcFeatureElement") and e.Representation is not None]
+
+
+def _element_rows(out: Path) -> list[dict]:
+    from tiles.read import Glb
+
+    rows = []
+    for _, _, path in _contents(out)[1]:
+        table = Glb.parse(path.read_bytes()).property_table(0)
+        if "ifc_class" not in table:
+            continue
+        for i in range(len(table["ifc_class"])):
+            if table["ifc_class"][i] is not None:
+                rows.append({k: v[i] for k, v in table.items()})
+    return rows
+
+
+def test_element_counts_in_the_tiles_equal_ifcopenshell(built):
+    model, out = built
+    rows = _element_rows(out)
+    got = Counter(r["ifc_class"] for r in rows)
+    assert got == Counter(e.is_a() for e in _elements(model))
+    assert len({r["global_id"] for r in rows}) == len(rows)  # each element once
+    for cls, n in PUBLISHED.items():  # by_type counts subtypes (IfcWallStandardCase...)
+        assert len(model.by_type(cls)) == n
+        assert sum(1 for r in rows if model.by_guid(r["global_id"]).is_a(cls)) == n, cls
+
+
+def test_picked_features_name_their_element_class_storey_and_triangles(built):
+    """Pick triangles all over the detail tile: the feature id at the triangle leads to a
+    property-table row whose GlobalId is an element of that IFC class and storey, and that
+    element has as many triangles in the tile as IfcOpenShell tessellates for it."""
+    import ifcopenshell.geom
+    import ifcopenshell.util.element as element
+
+    from tiles.read import Glb
+
+    model, out = built
+    (detail,) = [p for _, _, p in _contents(out)[1] if ".detail." in p.name]
+    g = Glb.parse(detail.read_bytes())
+    table = g.property_table(0)
+    ids = g.attribute("_FEATURE_ID_0").astype(np.int64)
+    tri_feature = ids[g.indices().reshape(-1, 3)[:, 0]]
+    per_feature = np.bincount(tri_feature, minlength=len(table["global_id"]))
+    picked = np.unique(tri_feature[:: max(1, len(tri_feature) // 40)])
+    assert len(picked) >= 10
+    gids = [table["global_id"][f] for f in picked]
+    settings = ifcopenshell.geom.settings()
+    settings.set("use-world-coords", True)
+    faces = {}
+    it = ifcopenshell.geom.iterator(settings, model, 1, include=[model.by_guid(g) for g in gids])
+    ok = it.initialize()
+    while ok:
+        shape = it.get()
+        v = np.asarray(shape.geometry.verts).reshape(-1, 3)
+        f = np.asarray(shape.geometry.faces).reshape(-1, 3)
+        t = v[f]
+        area2 = np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+        faces[shape.guid] = int((area2 > 1e-10).sum())
+        ok = it.next()
+    for f, gid in zip(picked, gids, strict=True):
+        e = model.by_guid(gid)
+        assert table["ifc_class"][f] == e.is_a()
+        assert (table["element_name"][f] or "") == (e.Name or "")  # "" reads back as null
+        assert table["storey"][f] == element.get_container(e).Name
+        assert table["building_id"][f] == model.by_type("IfcBuilding")[0].GlobalId
+        assert per_feature[f] == faces[gid], (e.is_a(), e.Name)
+
+
+def test_envelope_above_detail_and_the_validator_passes(built):
+    from tiles.info import tileset_info
+    from tiles.read import Glb
+
+    model, out = built
+    tileset, contents = _contents(out)
+    (env_tile, _, env_path), (detail_tile, parent, _) = contents
+    # the envelope (LOD1 footprint + height) at the coarse level, replaced when refined
+    assert env_tile["refine"] == "REPLACE" and parent is env_tile
+    assert detail_tile["geometricError"] < env_tile["geometricError"]
+    env = Glb.parse(env_path.read_bytes()).property_table(0)
+    assert env["id"] == [model.by_type("IfcBuilding")[0].GlobalId]
+    assert env["height"][0] > 5.0  # FZK-Haus: two storeys and a roof
+    report = tileset_info(out, validate=True)
+    assert report["ok"], report["problems"]
+    assert report["validator"]["errors"] == 0 and report["contents"] == 2
