@@ -23,6 +23,15 @@ beside the output (local workers) or sends the bytes back (remote ones); no fram
 driver only plans, moves the staged files into place and writes ``tileset.json``. Only tiles
 whose content changed since the previous build are built (:mod:`tiles.tileset` reuses the rest).
 
+**BIM detail**: buildings whose surfaces are BIM elements (rows with an ``ifc_class``, from
+:mod:`gis.io.ifc`) are drawn as their envelope (footprint and height, LOD1) in the quadtree, and
+each tile holding one gets ``refine: REPLACE`` and a single child, its detail tile
+(``content/L/X/Y.detail.glb``): the same buildings, the BIM ones as one feature per element with
+its IFC class, storey, name, GlobalId and building id (:func:`bim_detail_mesh`), the tile's old
+children below it (:func:`_add_bim_detail`). So a BIM building shows as a block from afar and as
+walls, slabs and windows one can pick close up. Explicit tilesets only (implicit ones keep the
+envelopes); such tilesets are rebuilt whole (no reuse of previous contents).
+
 Output is byte for byte what building from the layer in memory gives (``build_tiles(frame)``,
 the same code on rows cut from the frame), whichever store or number of workers.
 """
