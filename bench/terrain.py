@@ -212,13 +212,15 @@ class WorkerPeak:
 def child_main(args) -> None:
     # imports (and numba's cache loads) outside the measured time and CPU, each side its own
     if args.child_kind == "ours":
-        import tiles.terrain.build  # noqa: F401
-        from tiles.terrain.mesh import triangulate
+        import rasterio  # noqa: F401
 
-        triangulate(np.zeros((257, 257)), 1.0)
+        from tiles.terrain.build import warm_up
+
+        warm_up()
     else:
         import pydelatin  # noqa: F401
         import quantized_mesh_encoder  # noqa: F401
+        import rasterio  # noqa: F401
     # ru_maxrss survives exec (it would report the parent's peak): sample the RSS instead
     peak = WorkerPeak()
     baseline = peak.own / 2**20

@@ -26,11 +26,15 @@ def command():
               show_default=True, help="Vertical error bound (m) at the finest level; doubles "
               "per coarser level.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Worker processes.")
+              help="Worker threads (one per core).")
+@click.option("--sea", type=click.Choice(["auto", "nodata", "none"]), default="auto",
+              show_default=True, help="Which no data is sea (water in the watermask): auto = "
+              "no-data regions reaching the DEM's border along a low shore (<= 10 m median); "
+              "nodata = all no data inside the DEMs; none. Outside the DEMs: never water.")
 @click.option("--no-gzip", is_flag=True, help="Store tiles uncompressed (default: gzip at rest, "
               "served with Content-Encoding: gzip).")
 @click.pass_context
-def build(ctx, dems, out, max_zoom, max_error, workers, no_gzip):
+def build(ctx, dems, out, max_zoom, max_error, workers, sea, no_gzip):
     """Build OUT/layer.json and OUT/{z}/{x}/{y}.terrain, heights ellipsoidal (EGM96 geoid, as
     the 3D Tiles).
 
@@ -43,7 +47,7 @@ def build(ctx, dems, out, max_zoom, max_error, workers, no_gzip):
     from tiles.terrain import TerrainOptions, build_terrain
 
     options = TerrainOptions(max_zoom=max_zoom, max_error=max_error, workers=workers,
-                             gzip=not no_gzip)
+                             gzip=not no_gzip, sea=sea)
     with tqdm(total=None, unit="tile", desc="terrain", file=sys.stderr,
               disable=not progress_enabled(ctx)) as bar:
         def planned(n):

@@ -388,13 +388,50 @@ def test_spec_decoder_agrees_with_quantized_mesh_tile(which, request):
             assert np.array_equal(ref["edges"][name], t["edges"][name])
 
 
+def _border_sea_reference(path, shore_max=10.0):
+    """Reference sea of a DEM, at full resolution with scipy: the 8-connected no-data regions
+    that touch the raster's border and whose shore (valid cells next to them) has a median
+    height <= ``shore_max``. Returns (sea mask, transform, shore medians of the border regions)."""
+    from scipy import ndimage
+
+    with rasterio.open(path) as src:
+        arr = src.read(1, masked=True)
+        t = src.transform
+    nodata = np.ma.getmaskarray(arr)
+    eight = np.ones((3, 3), bool)
+    labels, _ = ndimage.label(nodata, structure=eight)
+    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0],
+                                           labels[:, -1]]))) - {0}
+    sea, medians = np.zeros_like(nodata), {}
+    for r in border:
+        region = labels == r
+        shore = ndimage.binary_dilation(region, structure=eight) & ~nodata
+        medians[r] = float(np.median(arr.data[shore])) if shore.any() else np.inf
+        if medians[r] <= shore_max:
+            sea |= region
+    return sea, t, medians
+
+
+def _reference_water(sea, t, lon, lat):
+    """Water at lon/lat: inside the raster, on a cell of the reference sea."""
+    col = np.floor((lon - t.c) / t.a).astype(int)
+    row = np.floor((lat - t.f) / t.e).astype(int)
+    inside = (col >= 0) & (col < sea.shape[1]) & (row >= 0) & (row < sea.shape[0])
+    out = np.zeros(lon.shape, bool)
+    out[inside] = sea[row[inside], col[inside]]
+    return out
+
+
 @pytest.mark.shared_data
 def test_watermask_and_normals(sw_terrain):
-    """No-data (the sea west of the coast) is water; normals point up and follow the slope."""
+    """The sea west of the coast (no data reaching the DEM's border along a 0 m shore) is water,
+    and only inside the DEM: beyond its edge there is no data, not sea. Normals point up and
+    follow the slope."""
     dem, out, summary = sw_terrain
-    ref = DemReference(dem)
+    sea, dem_t, medians = _border_sea_reference(dem)
+    assert sea.mean() > 0.05 and min(medians.values()) <= 1.0  # the Taiwan Strait
     z = summary.max_zoom
-    seen_mixed = False
+    seen_mixed = seen_outside = False
     checked_normals = 0
     to_ecef = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
     for tz, x, y in tiles_on_disk(out):
@@ -405,13 +442,20 @@ def test_watermask_and_normals(sw_terrain):
         west, south, east, north = tile_bounds(z, x, y)
         c = (np.arange(256) + 0.5) / 256
         LON, LAT = np.meshgrid(west + (east - west) * c, north - (north - south) * c)
-        nodata = ~np.isfinite(ref(LON, LAT))
+        water_ref = _reference_water(sea, dem_t, LON, LAT)
+        d = (east - west) / 256  # a watermask cell takes its corner samples: one cell of slack
+        outside = ((LON < dem_t.c - d) | (LON > dem_t.c + dem_t.a * sea.shape[1] + d)
+                   | (LAT > dem_t.f + d) | (LAT < dem_t.f + dem_t.e * sea.shape[0] - d))
         if len(mask) == 1:
-            assert mask[0] == (255 if nodata.all() else 0) or 0 < nodata.mean() < 0.01
+            water = np.full((256, 256), mask[0] == 255)
+            assert mask[0] == (255 if water_ref.all() else 0) or water_ref.mean() < 0.01
         else:
             seen_mixed = True
             water = np.frombuffer(mask, np.uint8).reshape(256, 256) == 255
-            assert (water == nodata).mean() > 0.97  # rows north to south
+            assert (water == water_ref).mean() > 0.97  # rows north to south
+        if outside.any():
+            seen_outside = True
+            assert not water[outside].any()  # beyond the DEM: no data, not sea
         if t["normals"] is not None:
             checked_normals += 1
             nrm = t["normals"]
@@ -430,7 +474,7 @@ def test_watermask_and_normals(sw_terrain):
             lam, phi = np.radians(lon), np.radians(lat)
             up = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], 1)
             assert np.median(np.einsum("ij,ij->i", nrm, up)) > 0.9
-    assert seen_mixed and checked_normals >= 2
+    assert seen_mixed and seen_outside and checked_normals >= 2
 
 
 @pytest.mark.slow
@@ -494,17 +538,34 @@ def test_failed_build_keeps_previous_terrain(demo_terrain, tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["terrain"]
 
 
-def test_dem_outside_geoid_grid_is_a_data_error(tmp_path):
-    from gis.errors import DataError
-    from gis.io.outputs import write_cog
+def test_dem_outside_east_asia_uses_the_worldwide_geoid(tmp_path):
+    """A DEM in the Alps (outside the East Asia 5' grid) builds, its heights lifted by the
+    worldwide grid's undulation (about 47-50 m there, :func:`tiles.geoid.undulation`)."""
     from affine import Affine
+
+    from gis.io.outputs import write_cog
 
     dem = tmp_path / "alps.tif"
     write_cog(dem, np.full((20, 20), 500.0, np.float32), Affine(0.01, 0, 7.0, 0, -0.01, 46.0),
               "EPSG:4326")
-    with pytest.raises(DataError, match="geoid"):
-        build_terrain([dem], tmp_path / "t")
-    assert not (tmp_path / "t").exists()
+    out = tmp_path / "t"
+    summary = build_terrain([dem], out, TerrainOptions(max_error=0.5))
+    ref = DemReference(dem)
+    seen = 0
+    for z, x, y in tiles_on_disk(out):
+        if z != summary.max_zoom:
+            continue
+        t = read_tile(out, z, x, y)
+        west, south, east, north = tile_bounds(z, x, y)
+        lon = west + (east - west) * t["col"] / SIZE
+        lat = south + (north - south) * t["row"] / SIZE
+        H = ref(lon, lat)
+        ok = np.isfinite(H)
+        N = undulation(lat[ok], lon[ok])
+        assert 40 < N.min() and N.max() < 60
+        assert np.abs(t["h"][ok] - H[ok] - N).max() <= 0.5 + t["q"]
+        seen += int(ok.sum())
+    assert seen >= 4
 
 
 def test_wide_indices_tile_decodes_per_spec():
@@ -676,3 +737,100 @@ def test_mosaic_of_overlapping_pieces_equals_the_whole(demo_dem, demo_terrain, t
     for f in files:
         ta, tb = (spec_decode(gzip.decompress((d / f).read_bytes())) for d in (whole, out))
         assert abs(ta["header"][3] - tb["header"][3]) < 1e-3
+
+
+# ---------------------------------------------------------------- sea and no data
+
+SEA, COLLAR, VOID, LAND, OUTSIDE = range(5)
+
+
+@pytest.fixture(scope="module")
+def coast_dem(tmp_path_factory):
+    """A 240 x 240 DEM at 0.001 deg off SW Taiwan: land rising east from a 1-2 m shore, the sea
+    west of it as no data (reaching the west border), a no-data collar in the hilly north-east
+    corner (reaching the border along a 500 m+ shore) and a no-data void inside."""
+    from affine import Affine
+
+    from gis.io.outputs import write_cog
+
+    n = 240
+    r, c = np.mgrid[0:n, 0:n]
+    height = (1.0 + 4.0 * (c - 60) + 0.5 * np.sin(r / 7.0)).astype(np.float32)
+    label = np.full((n, n), LAND)
+    label[c < 60] = SEA
+    label[(r < 40) & (c > 200)] = COLLAR
+    label[(r >= 110) & (r < 130) & (c >= 140) & (c < 160)] = VOID
+    height[label != LAND] = -9999.0
+    t = Affine(0.001, 0, 120.3, 0, -0.001, 23.1)
+    path = tmp_path_factory.mktemp("coast") / "coast.tif"
+    write_cog(path, height, t, "EPSG:4326", nodata=-9999.0)
+    return path, label, t
+
+
+def _labels_at(label, t, lon, lat):
+    """The construction label of the DEM cell under each point, and whether its 5 x 5 cell
+    neighbourhood holds one label only (away from the boundaries, where sampling decides)."""
+    from scipy import ndimage
+
+    padded = np.pad(label, 3, constant_values=OUTSIDE)
+    same = (ndimage.maximum_filter(padded, 5) == ndimage.minimum_filter(padded, 5))
+    col = np.floor((lon - t.c) / t.a).astype(int) + 3
+    row = np.floor((lat - t.f) / t.e).astype(int) + 3
+    inside = (col >= 0) & (col < padded.shape[1]) & (row >= 0) & (row < padded.shape[0])
+    lab = np.full(lon.shape, OUTSIDE)
+    clear = inside.copy()
+    lab[inside] = padded[row[inside], col[inside]]
+    clear[inside] = same[row[inside], col[inside]]
+    return lab, clear
+
+
+@pytest.mark.parametrize("sea, water_labels", [("auto", {SEA}), ("nodata", {SEA, COLLAR, VOID}),
+                                               ("none", set())])
+def test_water_only_where_the_dem_says_sea(coast_dem, tmp_path, sea, water_labels):
+    """Default ("auto"): water only on the no-data region reaching the border along a low
+    shore; never on the collar in the hills, the inland void, or outside the DEM. All no data
+    sits at mean sea level (ellipsoidal height = geoid undulation)."""
+    dem, label, t = coast_dem
+    out = tmp_path / sea
+    summary = build_terrain([dem], out, TerrainOptions(max_zoom=10, sea=sea))
+    z = summary.max_zoom
+    checked = {k: 0 for k in range(5)}
+    for tz, x, y in sorted(tiles_on_disk(out)):
+        if tz != z:
+            continue
+        t_ = read_tile(out, z, x, y)
+        mask = t_["spec"]["ext"][2]
+        water = (np.full((256, 256), mask[0] == 255) if len(mask) == 1
+                 else np.frombuffer(mask, np.uint8).reshape(256, 256) == 255)
+        west, south, east, north = tile_bounds(z, x, y)
+        cc = (np.arange(256) + 0.5) / 256
+        LON, LAT = np.meshgrid(west + (east - west) * cc, north - (north - south) * cc)
+        lab, clear = _labels_at(label, t, LON, LAT)
+        for k in range(5):
+            sel = clear & (lab == k)
+            assert (water[sel] == (k in water_labels)).all(), (sea, k, x, y)
+            checked[k] += int(sel.sum())
+        # no data at mean sea level: h = N there
+        lon = west + (east - west) * t_["col"] / SIZE
+        lat = south + (north - south) * t_["row"] / SIZE
+        vlab, vclear = _labels_at(label, t, lon, lat)
+        low = vclear & (vlab != LAND)
+        assert np.abs(t_["h"][low] - undulation(lat[low], lon[low])).max() <= 0.5 + t_["q"]
+    assert all(v > 500 for v in checked.values()), checked
+
+
+def test_sea_found_on_a_decimated_dem(coast_dem, monkeypatch):
+    """With the DEM decimated 4 times for the sea search, the same regions qualify."""
+    import tiles.terrain.build as tb
+
+    dem, label, _ = coast_dem
+    monkeypatch.setattr(tb, "SEA_GRID", 60)
+    (info,) = tb.inspect_dems([dem])
+    try:
+        mask, f = tb.sea_mask(info)
+    finally:
+        tb._close_all()
+    assert f == 4
+    up = np.kron(mask, np.ones((f, f), bool))[:label.shape[0], :label.shape[1]]
+    assert up[label == SEA].mean() > 0.99
+    assert not up[(label == COLLAR) | (label == VOID)].any()

@@ -7,22 +7,31 @@ Method:
    .open_dem`). The finest level ``max_zoom`` defaults to the first whose grid spacing (a tile's
    side / 256) is at most the DEM cell.
 2. Finest tiles are sampled straight from the DEMs: the tile's 257 x 257 lon/lat sample points go
-   to the DEM CRS (pyproj), the DEM window under them is read and interpolated bilinearly between
-   cell centres (no-data cells drop out of the weights; a point with none is no data). Several
-   DEMs mosaic in the order given (the first with data wins; interpolated values before the
-   clamped half-cell rims, so overlapping DEMs join without a seam). Only one tile's window is in memory.
+   to the DEM CRS (pyproj on every 16th row and column, 4-point Lagrange in between, checked
+   against the exact projection to 1e-6 of a cell), the DEM window under them is read and
+   interpolated bilinearly between cell centres (numba; no-data cells drop out of the weights).
+   Several DEMs mosaic in the order given (the first with data wins; interpolated values before
+   the clamped half-cell rims, so overlapping DEMs join without a seam). Only one tile's window is
+   in memory.
 3. Coarser tiles take every other sample of their four children (each level's grid is the DEM
-   sampled at that level's points, no re-reading); tiles are visited depth first, so at most four
-   half-size grids per level are alive: memory is bounded by the tile size, not the DEM size.
+   sampled at that level's points: the DEM is read once, at the finest level); tiles are visited
+   depth first, so at most four half-size grids per level are alive: memory is bounded by the
+   tile size, not the DEM size.
 4. Heights become ellipsoidal: h = H + N with N from :mod:`tiles.geoid` (EGM96, the same model as
-   our 3D Tiles, :func:`tiles.placement.geodetic`), so buildings sit on the terrain. No-data
-   samples are put at mean sea level (H = 0; N of the nearest shipped geoid point outside the
-   grid) and marked as water in the watermask.
+   our 3D Tiles, :func:`tiles.placement.geodetic`), so buildings sit on the terrain. Samples
+   without data are put at mean sea level (H = 0). Only sea is water in the watermask, and only
+   inside a DEM: by default (``sea="auto"``) a no-data region that reaches the DEM's border along
+   a low shore (median of the valid cells around it at most 10 m, :func:`sea_mask`): national
+   DEMs stop at the coastline, while a no-data collar from clipping or reprojection in the hills,
+   or a void inland, is not sea. Beyond the DEMs' coverage nothing is known, so nothing is water
+   (an inland DEM gets no ocean around it). ``sea="nodata"`` makes every no-data cell inside the
+   DEMs sea (DEMs whose shore is high), ``sea="none"`` none.
 5. Each grid is triangulated to ``max_error * 2 ** (max_zoom - z)`` metres minus half the 16-bit
    height quantization step, so the stated bound holds for the decoded tile at every grid sample
    (strict-error RTIN by default, or Delatin; :mod:`tiles.terrain.mesh`), and encoded as
    quantized-mesh-1.0 with the octvertexnormals and watermask extensions
-   (:mod:`tiles.terrain.qmesh`).
+   (:mod:`tiles.terrain.qmesh`), then gzip-compressed (libdeflate level 1 when the system has
+   ``libdeflate.so.0``, else zlib level 1).
 
 Output layout (the served URL layout): ``OUT/layer.json`` and ``OUT/{z}/{x}/{y}.terrain``, y from
 the south. The ``.terrain`` files are gzip-compressed at rest under their plain names, like our
@@ -33,24 +42,28 @@ requests them); deeper levels have every tile that touches the DEMs' lon/lat bou
 layer.json ``available``. The tileset is built in a temporary folder renamed into place at the end
 (:func:`gis.io.outputs.output_dir`): a failed build leaves nothing behind.
 
-Parallel builds (``workers > 1``) hand whole subtrees below a split level to worker processes and
-assemble the levels above them in the parent.
+Parallel builds (``workers > 1``) hand whole subtrees below a split level to worker threads and
+then the levels above them, tile by tile. Threads, not processes: the kernels are numba
+``nogil``, and GDAL reads, pyproj and the compressor release the GIL too, so two threads use two
+cores without the second or so a process pool needs to start and import.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
+import functools
 import math
-import multiprocessing
 import os
+import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 from pyproj import CRS, Transformer
 
 from gis.errors import DataError
@@ -58,7 +71,7 @@ from tiles.geoid import OutsideGeoidGrid, undulation
 from tiles.geoid import _grid as _geoid_grid
 from tiles.terrain.layer import layer_json
 from tiles.terrain.mesh import triangulate
-from tiles.terrain.qmesh import EXTENSIONS, encode_tile, quantization_error
+from tiles.terrain.qmesh import EXTENSIONS, encode_array, quantization_error
 from tiles.terrain.tiling import SIZE, native_zoom, sample_lonlat, tile_bounds, tile_range
 
 CONTENT_TYPE = "application/vnd.quantized-mesh;extensions=" + "-".join(EXTENSIONS)
@@ -71,11 +84,14 @@ class TerrainOptions:
     Attributes:
         max_zoom: Finest level (default: the DEM's native level, :func:`native_zoom`).
         max_error: Vertical error bound (m) at the finest level; it doubles per coarser level.
-        workers: Worker processes.
+        workers: Worker threads.
         gzip: Store ``.terrain`` files gzip-compressed (served with Content-Encoding: gzip).
         normals: Add the octvertexnormals extension.
-        watermask: Add the watermask extension (no-data = water).
+        watermask: Add the watermask extension (water where ``sea`` says).
         mesh: Triangulation, "rtin" (fast) or "delatin" (fewer triangles).
+        sea: Which no-data is sea (water in the watermask, at mean sea level): "auto" (no-data
+            regions reaching the DEM's border along a low shore, :func:`sea_mask`), "nodata"
+            (all no-data inside the DEMs) or "none". Outside the DEMs there is never water.
     """
 
     max_zoom: int | None = None
@@ -85,6 +101,7 @@ class TerrainOptions:
     normals: bool = True
     watermask: bool = True
     mesh: str = "rtin"
+    sea: str = "auto"
 
 
 @dataclass
@@ -114,7 +131,7 @@ def inspect_dems(paths: Sequence[str | os.PathLike]) -> list[DemInfo]:
     """Open each DEM once: CRS, lon/lat bounds, resolution; checks the geoid covers it.
 
     Raises:
-        DataError: Unreadable file, no CRS, or outside the shipped geoid grid.
+        DataError: Unreadable file, no CRS, or outside the geoid grids (latitudes beyond 90).
     """
     from rasterio.warp import transform_bounds
 
@@ -140,105 +157,321 @@ def inspect_dems(paths: Sequence[str | os.PathLike]) -> list[DemInfo]:
     return infos
 
 
-_OPEN: dict[tuple[str, str], tuple] = {}
+class _Source:
+    """One thread's handle on a DEM: the dataset, lon/lat -> DEM CRS transformer (None for a
+    geographic DEM), and how to read its no data."""
 
-
-def _open(path: str, crs_wkt: str):
-    """Open datasets and lon/lat -> DEM transformers, kept for one build (:func:`_close_all`)."""
-    key = (path, crs_wkt)
-    if key not in _OPEN:
+    def __init__(self, dem: DemInfo):
         import rasterio
+        from rasterio.enums import MaskFlags
 
         from gis.io.raster import dem_gdal_path
 
-        src = rasterio.open(dem_gdal_path(path))
-        crs = CRS.from_wkt(crs_wkt)
-        geographic = crs.equals(CRS.from_epsg(4326), ignore_axis_order=True)
-        transformer = None if geographic else Transformer.from_crs(CRS.from_epsg(4326), crs,
-                                                                   always_xy=True)
-        _OPEN[key] = (src, transformer)
-    return _OPEN[key]
+        self.src = rasterio.open(dem_gdal_path(dem.path))
+        crs = CRS.from_wkt(dem.crs)
+        self.geographic = crs.equals(CRS.from_epsg(4326), ignore_axis_order=True)
+        self.transformer = None if self.geographic else Transformer.from_crs(
+            CRS.from_epsg(4326), crs, always_xy=True)
+        t = self.src.transform
+        if t.b != 0 or t.d != 0:
+            self.src.close()
+            raise DataError("rotated DEM grids are not supported", path=dem.path)
+        self.transform = t
+        flags = self.src.mask_flag_enums[0]
+        # an internal mask or alpha band needs a masked read; else compare with the nodata value
+        self.masked = not all(f in (MaskFlags.all_valid, MaskFlags.nodata) for f in flags)
+        nodata = self.src.nodata
+        self.nodata = float(nodata) if nodata is not None else np.nan
+        self.tol = 1e-6 * min(abs(t.a), abs(t.e))  # position error allowed (DEM units)
+
+
+# Datasets and transformers are not thread-safe: each thread opens its own, kept for one build
+# (:func:`_close_all` ends it). Sea masks are shared.
+_LOCAL = threading.local()
+_LOCK = threading.Lock()
+_OPENED: list[_Source] = []
+_SEA: dict[tuple[str, str], np.ndarray | None] = {}
+_GENERATION = 0
+
+
+def _open(dem: DemInfo) -> _Source:
+    cache = getattr(_LOCAL, "cache", None)
+    if cache is None or _LOCAL.generation != _GENERATION:
+        cache = _LOCAL.cache = {}
+        _LOCAL.generation = _GENERATION
+    source = cache.get((dem.path, dem.crs))
+    if source is None:
+        source = cache[(dem.path, dem.crs)] = _Source(dem)
+        with _LOCK:
+            _OPENED.append(source)
+    return source
 
 
 def _close_all() -> None:
-    while _OPEN:
-        _OPEN.popitem()[1][0].close()
+    global _GENERATION
+    with _LOCK:
+        _GENERATION += 1
+        while _OPENED:
+            _OPENED.pop().src.close()
+        _SEA.clear()
 
 
-def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray, *,
-               rim: bool = True) -> np.ndarray:
-    """Bilinear DEM heights (float64, NaN = no data) at the points ``lon`` x ``lat`` (grid:
-    ``lat`` rows, ``lon`` columns), reading only the window under them.
+#: Sea: a no-data region of the DEM that touches the raster's border and whose shore (the
+#: valid cells around it) has a median height at or below this (m).
+SEA_SHORE_MAX_M = 10.0
+#: The sea is found on the DEM decimated to at most this many cells a side.
+SEA_GRID = 2048
+
+
+def sea_mask(dem: DemInfo, source: _Source | None = None) -> tuple[np.ndarray, int] | None:
+    """Where the DEM's no data is sea, on the DEM decimated by a factor f: (mask, f), or None
+    when no region qualifies. Sea = a no-data region (8-connected) that reaches the raster's
+    border and whose shore (the valid cells next to it) has a median height at or below
+    :data:`SEA_SHORE_MAX_M` (national DEMs stop at the coastline; a no-data collar left by
+    reprojection or clipping in the hills does not pass). The mask is dilated by one coarse cell
+    so that no-data samples along the coast find it. Computed once per DEM and build, when a
+    tile first meets no data inside the DEM."""
+    from rasterio.enums import Resampling
+
+    key = (dem.path, dem.crs)
+    with _LOCK:
+        if key in _SEA:
+            return _SEA[key]
+    source = source or _open(dem)
+    src = source.src
+    f = max(1, math.ceil(max(src.width, src.height) / SEA_GRID))
+    shape = (math.ceil(src.height / f), math.ceil(src.width / f))
+    data = src.read(1, out_shape=shape, masked=True, resampling=Resampling.nearest)
+    values = np.ma.filled(data.astype(np.float64), np.nan)
+    if not np.isnan(source.nodata):
+        values[values == source.nodata] = np.nan
+    sea = _border_sea(values, SEA_SHORE_MAX_M)
+    result = (sea, f) if sea.any() else None
+    with _LOCK:
+        _SEA[key] = result
+    return result
+
+
+@njit(cache=True, nogil=True)
+def _border_sea(values, shore_max):
+    """The no-data (NaN) regions reaching the border whose shore median is <= ``shore_max``,
+    flood-filled (8-connected) from the border, then dilated by one cell."""
+    h, w = values.shape
+    label = np.zeros((h, w), np.int32)
+    shore_seen = np.zeros((h, w), np.int32)
+    sea = np.zeros((h, w), np.bool_)
+    queue = np.empty(h * w, np.int64)
+    shore = np.empty(h * w)
+    region = 0
+    for start in range(2 * (h + w)):
+        if start < w:
+            r0, c0 = 0, start
+        elif start < 2 * w:
+            r0, c0 = h - 1, start - w
+        elif start < 2 * w + h:
+            r0, c0 = start - 2 * w, 0
+        else:
+            r0, c0 = start - 2 * w - h, w - 1
+        if not np.isnan(values[r0, c0]) or label[r0, c0] != 0:
+            continue
+        region += 1
+        label[r0, c0] = region
+        queue[0] = r0 * w + c0
+        head, tail, ns = 0, 1, 0
+        while head < tail:
+            r, c = queue[head] // w, queue[head] % w
+            head += 1
+            for dr in range(-1, 2):
+                for dc in range(-1, 2):
+                    rr, cc = r + dr, c + dc
+                    if rr < 0 or rr >= h or cc < 0 or cc >= w:
+                        continue
+                    if np.isnan(values[rr, cc]):
+                        if label[rr, cc] == 0:
+                            label[rr, cc] = region
+                            queue[tail] = rr * w + cc
+                            tail += 1
+                    elif shore_seen[rr, cc] != region:
+                        shore_seen[rr, cc] = region
+                        shore[ns] = values[rr, cc]
+                        ns += 1
+        if ns > 0 and np.median(shore[:ns]) <= shore_max:
+            for k in range(tail):
+                sea[queue[k] // w, queue[k] % w] = True
+    out = sea.copy()
+    for r in range(h):
+        for c in range(w):
+            if sea[r, c]:
+                for rr in range(max(r - 1, 0), min(r + 2, h)):
+                    for cc in range(max(c - 1, 0), min(c + 2, w)):
+                        out[rr, cc] = True
+    return out
+
+
+_NODES = 16  # coordinates are projected exactly every 16th sample, cubic in between
+
+
+@functools.cache
+def _lagrange(n: int, step: int) -> np.ndarray:
+    """(n, n // step + 1) weights of 4-point Lagrange (cubic) interpolation from every
+    ``step``-th of ``n`` uniformly spaced samples to all of them."""
+    nodes = (n - 1) // step + 1
+    w = np.zeros((n, nodes))
+    for k in range(n):
+        s = k / step
+        i = min(max(int(math.floor(s)) - 1, 0), nodes - 4)
+        for j in range(4):
+            w[k, i + j] = math.prod((s - (i + m)) / (j - m) for m in range(4) if m != j)
+    return w
+
+
+def _project(source: _Source, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DEM-CRS coordinates of the grid ``lat`` (rows) x ``lon`` (columns). Exact (pyproj) on
+    every 16th row and column, cubic in between (two small matrix products), checked against
+    the exact projection at the middle of each 16 x 16 block; if any is off by more than 1e-6
+    of a DEM cell, every point is projected."""
+    n = len(lon)
+    tr = source.transformer
+    if n == len(lat) and n > 4 * _NODES and (n - 1) % _NODES == 0:
+        w = _lagrange(n, _NODES)
+        xc, yc = tr.transform(*np.meshgrid(lon[::_NODES], lat[::_NODES]))
+        x, y = w @ xc @ w.T, w @ yc @ w.T
+        mid = np.arange(_NODES // 2, n, _NODES)
+        xm, ym = tr.transform(*np.meshgrid(lon[mid], lat[mid]))
+        err = max(np.abs(x[np.ix_(mid, mid)] - xm).max(), np.abs(y[np.ix_(mid, mid)] - ym).max())
+        if np.isfinite(err) and err <= source.tol:
+            return x, y
+    x, y = tr.transform(*np.meshgrid(lon, lat))
+    return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+
+def sample_dem(dem: DemInfo, lon: np.ndarray, lat: np.ndarray, *, rim: bool = True,
+               sea: str = "auto") -> np.ndarray:
+    """Bilinear DEM heights (float64) at the points ``lon`` x ``lat`` (grid: ``lat`` rows,
+    ``lon`` columns), reading only the window under them. NaN: outside the DEM or no data;
+    -inf: no data that is sea (``sea``: "auto" = :func:`sea_mask`, "nodata" = every no-data
+    cell inside the raster, "none" = never).
 
     Args:
         rim: Also points in the outer half cell (between the outermost cell centres and the
-            raster edge), given the edge cells' values; without, they are no data.
+            raster edge), given the edge cells' values; without, they are outside.
     """
     out = np.full((len(lat), len(lon)), np.nan)
     west, south, east, north = dem.bounds
     if lon[-1] < west or lon[0] > east or lat[0] < south or lat[-1] > north:
         return out
-    src, transformer = _open(dem.path, dem.crs)
-    LON, LAT = np.meshgrid(lon, lat)
-    if transformer is None:
-        x, y = LON, LAT
+    source = _open(dem)
+    src, t = source.src, source.transform
+    if source.geographic:
+        cf = np.empty(out.shape)
+        rf = np.empty(out.shape)
+        cf[:] = ((lon - t.c) / t.a - 0.5)[None, :]
+        rf[:] = ((lat - t.f) / t.e - 0.5)[:, None]
     else:
-        x, y = transformer.transform(LON, LAT)
-    t = src.transform
-    if t.b != 0 or t.d != 0:
-        raise DataError("rotated DEM grids are not supported", path=dem.path)
-    x, y = np.asarray(x), np.asarray(y)
-    cf = (x - t.c) / t.a - 0.5  # fractional positions between cell centres
-    rf = (y - t.f) / t.e - 0.5
-    m = 0.5 if rim else 0.0
-    inside = (cf >= -m) & (cf <= src.width - 1 + m) & (rf >= -m) & (rf <= src.height - 1 + m)
-    if not inside.any():
+        x, y = _project(source, lon, lat)
+        cf = (x - t.c) / t.a - 0.5  # fractional positions between cell centres
+        rf = (y - t.f) / t.e - 0.5
+    margin = 0.5 if rim else 0.0
+    found, c0, c1, r0, r1 = _window(cf, rf, src.width, src.height, margin)
+    if not found:
         return out
-    cfi, rfi = cf[inside], rf[inside]
-    c0 = max(int(math.floor(cfi.min())), 0)
-    c1 = min(int(math.floor(cfi.max())) + 2, src.width)
-    r0 = max(int(math.floor(rfi.min())), 0)
-    r1 = min(int(math.floor(rfi.max())) + 2, src.height)
     from rasterio.windows import Window
 
-    data = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
-    arr = np.ma.filled(data.astype(np.float64), np.nan)
-    if src.nodata is not None and not np.isnan(src.nodata):
-        arr[arr == src.nodata] = np.nan
-    cfi = np.clip(cfi - c0, 0, arr.shape[1] - 1)
-    rfi = np.clip(rfi - r0, 0, arr.shape[0] - 1)
-    j0 = np.minimum(np.floor(cfi).astype(np.intp), max(arr.shape[1] - 2, 0))
-    i0 = np.minimum(np.floor(rfi).astype(np.intp), max(arr.shape[0] - 2, 0))
-    j1 = np.minimum(j0 + 1, arr.shape[1] - 1)
-    i1 = np.minimum(i0 + 1, arr.shape[0] - 1)
-    dj = np.clip(cfi - j0, 0.0, 1.0)
-    di = np.clip(rfi - i0, 0.0, 1.0)
-    total = np.zeros(len(cfi))
-    weight = np.zeros(len(cfi))
-    for ii, jj, w in ((i0, j0, (1 - di) * (1 - dj)), (i0, j1, (1 - di) * dj),
-                      (i1, j0, di * (1 - dj)), (i1, j1, di * dj)):
-        val = arr[ii, jj]
-        ok = ~np.isnan(val) & (w > 0)
-        total[ok] += w[ok] * val[ok]
-        weight[ok] += w[ok]
-    res = np.where(weight > 1e-12, total / np.where(weight > 1e-12, weight, 1.0), np.nan)
-    out[inside] = res
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    if source.masked:
+        data = src.read(1, window=window, masked=True)
+        arr = np.ma.filled(data.astype(np.float64), np.nan)
+    else:
+        arr = src.read(1, window=window).astype(np.float64)
+    hole = np.zeros(out.shape, np.bool_)
+    _bilinear(arr, source.nodata, cf, rf, c0, r0, src.width, src.height, margin, out, hole)
+    if sea != "none" and hole.any():
+        if sea == "nodata":
+            out[hole] = -np.inf
+        else:
+            found = sea_mask(dem, source)
+            if found is not None:
+                mask, f = found
+                i = np.clip(np.floor(rf[hole] / f).astype(np.intp), 0, mask.shape[0] - 1)
+                j = np.clip(np.floor(cf[hole] / f).astype(np.intp), 0, mask.shape[1] - 1)
+                vals = out[hole]
+                vals[mask[i, j]] = -np.inf
+                out[hole] = vals
     return out
 
 
-def sample_tile(dems: Sequence[DemInfo], z: int, x: int, y: int) -> np.ndarray:
-    """Orthometric heights (NaN = no data) of a tile's grid, mosaicking ``dems`` in order."""
+@njit(cache=True, nogil=True)
+def _window(cf, rf, width, height, margin):
+    """The DEM window (c0, c1, r0, r1) under the points inside the raster (with ``margin``)."""
+    c0, c1, r0, r1 = np.inf, -np.inf, np.inf, -np.inf
+    found = False
+    for i in range(cf.shape[0]):
+        for j in range(cf.shape[1]):
+            c, r = cf[i, j], rf[i, j]
+            if c >= -margin and c <= width - 1 + margin and r >= -margin \
+                    and r <= height - 1 + margin:
+                found = True
+                c0, c1 = min(c0, c), max(c1, c)
+                r0, r1 = min(r0, r), max(r1, r)
+    if not found:
+        return False, 0, 0, 0, 0
+    return (True, max(int(np.floor(c0)), 0), min(int(np.floor(c1)) + 2, width),
+            max(int(np.floor(r0)), 0), min(int(np.floor(r1)) + 2, height))
+
+
+@njit(cache=True, nogil=True)
+def _bilinear(arr, nodata, cf, rf, c0, r0, width, height, margin, out, hole):
+    """Bilinear between cell centres of the window ``arr`` (at column c0, row r0), no-data
+    corners dropped from the weights; points inside the raster with no valid corner are
+    marked in ``hole``."""
+    h, w = arr.shape
+    for i in range(cf.shape[0]):
+        for j in range(cf.shape[1]):
+            c, r = cf[i, j], rf[i, j]
+            if not (c >= -margin and c <= width - 1 + margin and r >= -margin
+                    and r <= height - 1 + margin):
+                continue
+            ci = min(max(c - c0, 0.0), w - 1.0)
+            ri = min(max(r - r0, 0.0), h - 1.0)
+            j0 = min(int(np.floor(ci)), max(w - 2, 0))
+            i0 = min(int(np.floor(ri)), max(h - 2, 0))
+            j1 = min(j0 + 1, w - 1)
+            i1 = min(i0 + 1, h - 1)
+            dj = min(max(ci - j0, 0.0), 1.0)
+            di = min(max(ri - i0, 0.0), 1.0)
+            total = 0.0
+            weight = 0.0
+            for k in range(4):
+                ii = i0 if k < 2 else i1
+                jj = j0 if k % 2 == 0 else j1
+                wk = (1.0 - di if k < 2 else di) * (1.0 - dj if k % 2 == 0 else dj)
+                v = arr[ii, jj]
+                if wk > 0 and not np.isnan(v) and v != nodata:
+                    total += wk * v
+                    weight += wk
+            if weight > 1e-12:
+                out[i, j] = total / weight
+            else:
+                hole[i, j] = True
+
+
+def sample_tile(dems: Sequence[DemInfo], z: int, x: int, y: int,
+                sea: str = "auto") -> np.ndarray:
+    """Orthometric heights of a tile's grid, mosaicking ``dems`` in order (NaN = no data,
+    -inf = sea, :func:`sample_dem`)."""
     lon, lat = sample_lonlat(z, x, y)
     grid = np.full((len(lat), len(lon)), np.nan)
     # Interpolated values from any DEM first, then the edge cells' rims (so that where DEMs
     # overlap, a seam is interpolated, not clamped).
     for rim in ((False, True) if len(dems) > 1 else (True,)):
         for dem in dems:
-            gap = np.isnan(grid)
+            gap = ~np.isfinite(grid)
             if not gap.any():
                 return grid
-            part = sample_dem(dem, lon, lat, rim=rim)
-            grid[gap] = part[gap]
+            part = sample_dem(dem, lon, lat, rim=rim, sea=sea)
+            fill = gap & np.isfinite(part)
+            grid[fill] = part[fill]
+            grid[np.isnan(grid) & (part == -np.inf)] = -np.inf
     return grid
 
 
@@ -257,34 +490,98 @@ def _axis_weights(q: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, int]:
     return w, lo
 
 
-def tile_undulation(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """The geoid undulation of :mod:`tiles.geoid` (EGM96, bilinear) on the tensor grid
-    ``lat`` (rows) x ``lon`` (columns), as two small matrix products (bilinear interpolation is
-    separable); points outside the shipped grid take its nearest edge (used for no data only:
-    :func:`inspect_dems` keeps DEMs inside the grid)."""
-    lats, lons, values = _geoid_grid()
+def _separable(grid: tuple[np.ndarray, np.ndarray, np.ndarray], lat: np.ndarray,
+               lon: np.ndarray) -> np.ndarray:
+    lats, lons, values = grid
     wa, a0 = _axis_weights(lat, lats)
     wo, o0 = _axis_weights(lon, lons)
     return wa @ values[a0:a0 + wa.shape[1], o0:o0 + wo.shape[1]] @ wo.T
 
 
+def tile_undulation(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The geoid undulation of :func:`tiles.geoid.undulation` (EGM96, bilinear) on the tensor grid
+    ``lat`` (rows) x ``lon`` (columns). Inside one geoid grid (the East Asia grid, or the
+    worldwide one for a tile clear of East Asia), two small matrix products (bilinear
+    interpolation is separable); across grids, point by point. Where the geoid module has no
+    value (an older one without the worldwide grid), the nearest edge of the East Asia grid:
+    only no-data areas, :func:`inspect_dems` keeps DEMs inside it."""
+    import tiles.geoid as geoid
+
+    lats, lons, _ = ea = _geoid_grid()
+    south, north, west, east = lat.min(), lat.max(), lon.min(), lon.max()
+    if south >= lats[0] and north <= lats[-1] and west >= lons[0] and east <= lons[-1]:
+        return _separable(ea, lat, lon)
+    worldwide = getattr(geoid, "_global_grid", None)
+    if worldwide is not None and (north < lats[0] or south > lats[-1] or east < lons[0]
+                                  or west > lons[-1]):
+        return _separable(worldwide(), lat, lon)
+    LON, LAT = np.meshgrid(lon, lat)
+    try:
+        return np.asarray(undulation(LAT, LON), np.float64)
+    except OutsideGeoidGrid:
+        return _separable(ea, lat, lon)
+
+
 def ellipsoidal(grid: np.ndarray, z: int, x: int, y: int) -> np.ndarray:
-    """Orthometric grid (NaN = no data) -> ellipsoidal heights h = H + N (no data: H = 0)."""
+    """Orthometric grid (NaN = no data, -inf = sea) -> ellipsoidal heights h = H + N (no data
+    and sea: H = 0, mean sea level)."""
     lon, lat = sample_lonlat(z, x, y)
-    return np.where(np.isnan(grid), 0.0, grid) + tile_undulation(lat, lon)
+    return np.where(np.isfinite(grid), grid, 0.0) + tile_undulation(lat, lon)
 
 
 def _watermask(grid: np.ndarray) -> np.ndarray | int:
-    nodata = np.isnan(grid)
-    if not nodata.any():
+    """256 x 256 watermask (rows north to south): a cell is water when at least two of its four
+    corner samples are sea (-inf); 0 / 255 when the whole tile is land / water."""
+    sea = grid == -np.inf
+    if not sea.any():
         return 0
-    if nodata.all():
+    if sea.all():
         return 255
-    cell = (nodata[:-1, :-1].astype(np.uint8) + nodata[1:, :-1] + nodata[:-1, 1:]
-            + nodata[1:, 1:])
+    cell = (sea[:-1, :-1].astype(np.uint8) + sea[1:, :-1] + sea[:-1, 1:] + sea[1:, 1:])
     if cell.shape != (256, 256):
-        return 255 if nodata.mean() >= 0.5 else 0
+        return 255 if sea.mean() >= 0.5 else 0
     return np.where(cell >= 2, 255, 0).astype(np.uint8)
+
+
+class _Gzip:
+    """gzip at rest: libdeflate (level 1) when the system has it, about twice as fast as zlib's
+    level 1 and smaller, else zlib level 1. One compressor per thread."""
+
+    def __init__(self):
+        self.local = threading.local()
+        self.lib = None
+        try:
+            import ctypes
+
+            lib = ctypes.CDLL("libdeflate.so.0")
+            lib.libdeflate_alloc_compressor.restype = ctypes.c_void_p
+            lib.libdeflate_alloc_compressor.argtypes = [ctypes.c_int]
+            lib.libdeflate_gzip_compress_bound.restype = ctypes.c_size_t
+            lib.libdeflate_gzip_compress_bound.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            lib.libdeflate_gzip_compress.restype = ctypes.c_size_t
+            lib.libdeflate_gzip_compress.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
+                                                     ctypes.c_size_t, ctypes.c_void_p,
+                                                     ctypes.c_size_t]
+            self.lib = lib
+        except (OSError, AttributeError):
+            pass
+
+    def __call__(self, data: np.ndarray) -> bytes:
+        if self.lib is None:
+            return zlib.compress(data, 1, wbits=31)
+        c = getattr(self.local, "compressor", None)
+        if c is None:
+            c = self.local.compressor = self.lib.libdeflate_alloc_compressor(1)
+        bound = self.lib.libdeflate_gzip_compress_bound(c, data.nbytes)
+        out = np.empty(bound, np.uint8)
+        n = self.lib.libdeflate_gzip_compress(c, data.ctypes.data, data.nbytes, out.ctypes.data,
+                                              bound)
+        if n == 0:
+            raise RuntimeError("libdeflate: output buffer too small")
+        return out[:n].tobytes()
+
+
+_gzip = _Gzip()
 
 
 @dataclass
@@ -304,10 +601,9 @@ def _write_tile(job: _Job, z: int, x: int, y: int, grid: np.ndarray) -> int:
     bound = job.max_error * 2.0 ** (job.max_zoom - z)
     budget = bound - quantization_error(float(h.min()), float(h.max())) - 1e-4
     mesh = triangulate(h, max(budget, 0.0), job.options.mesh)
-    data = encode_tile(mesh, tile_bounds(z, x, y), normals=job.options.normals,
-                       watermask=_watermask(grid) if job.options.watermask else None)
-    if job.options.gzip:
-        data = gzip.compress(data, compresslevel=1, mtime=0)
+    data = encode_array(mesh, tile_bounds(z, x, y), normals=job.options.normals,
+                        watermask=_watermask(grid) if job.options.watermask else None)
+    data = _gzip(data) if job.options.gzip else data.tobytes()
     path = os.path.join(job.out, str(z), str(x), f"{y}.terrain")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as fh:
@@ -340,7 +636,7 @@ def _subtree(job: _Job, z: int, x: int, y: int,
     """Build a tile and everything below it, depth first. Returns (its grid's every other
     sample, tiles written, bytes written)."""
     if z == job.max_zoom:
-        grid = sample_tile(job.dems, z, x, y)
+        grid = sample_tile(job.dems, z, x, y, job.options.sea)
         tiles, nbytes = 0, 0
     else:
         parts, tiles, nbytes = {}, 0, 0
@@ -363,10 +659,22 @@ def _subtree(job: _Job, z: int, x: int, y: int,
 
 
 def _subtree_job(args) -> tuple[tuple[int, int, int], np.ndarray, int, int]:
-    job, z, x, y = args
-    with _closing():
-        part, tiles, nbytes = _subtree(job, z, x, y)
+    job, z, x, y, tick = args
+    with _gdal_env():
+        part, tiles, nbytes = _subtree(job, z, x, y, tick)
     return (z, x, y), part, tiles, nbytes
+
+
+def warm_up() -> None:
+    """Load every compiled kernel (numba's on-disk cache, a few tenths of a second in all) and
+    the compressor, so that a timed build measures the build only."""
+    grid = np.zeros((SIZE + 1, SIZE + 1))
+    mesh = triangulate(grid, 1.0)
+    _gzip(encode_array(mesh, (0.0, 0.0, 1.0, 1.0), watermask=np.zeros((256, 256), np.uint8)))
+    pos = np.zeros((2, 2))
+    _window(pos, pos, 2, 2, 0.5)
+    _bilinear(pos, np.nan, pos, pos, 0, 0, 2, 2, 0.5, pos.copy(), np.zeros((2, 2), np.bool_))
+    _border_sea(np.full((3, 3), np.nan), SEA_SHORE_MAX_M)
 
 
 def _ranges(dems: Sequence[DemInfo], max_zoom: int) -> list[tuple[int, int, int, int]]:
@@ -405,6 +713,8 @@ def build_terrain(dems: Sequence[str | os.PathLike], out: str | os.PathLike,
         raise DataError("no DEM given")
     if options.mesh not in ("rtin", "delatin"):
         raise DataError(f"unknown mesh method {options.mesh!r}")
+    if options.sea not in ("auto", "nodata", "none"):
+        raise DataError(f"unknown sea rule {options.sea!r} (auto, nodata or none)")
     if not options.max_error > 0:
         raise DataError(f"max error must be > 0 m, not {options.max_error}")
     infos = inspect_dems(dems)
@@ -455,23 +765,27 @@ def build_terrain(dems: Sequence[str | os.PathLike], out: str | os.PathLike,
 GDAL_CACHE_MB = 64
 
 
-@contextlib.contextmanager
-def _closing():
+def _gdal_env():
     import rasterio
 
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
+
+@contextlib.contextmanager
+def _closing():
     try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        with _gdal_env():
             yield
     finally:
         _close_all()
 
 
 def _split_level(ranges, workers: int) -> int | None:
-    """The level whose subtrees go to workers (enough of them to balance), or None."""
+    """The level whose subtrees go to the worker threads (enough of them to balance), or None."""
     if workers <= 1:
         return None
     for z, (x0, y0, x1, y1) in enumerate(ranges):
-        if z > 0 and (x1 - x0 + 1) * (y1 - y0 + 1) >= 8 * workers:
+        if z > 0 and (x1 - x0 + 1) * (y1 - y0 + 1) >= 16 * workers:
             return z
     return len(ranges) - 1 if len(ranges) > 1 else None
 
@@ -485,21 +799,26 @@ def _parent_job(args) -> tuple[tuple[int, int, int], np.ndarray, int]:
 
 
 def _parallel(job: _Job, split: int, workers: int, progress) -> tuple[int, int]:
-    """Subtrees at ``split`` in workers, then each level above, tile by tile, in workers too
-    (children's half grids sent along; at most the split level's tiles are held)."""
+    """Subtrees at ``split`` in worker threads, then each level above, tile by tile, in the
+    threads too (at most the split level's half grids are held). The kernels (numba ``nogil``),
+    GDAL reads, pyproj and the compressor release the GIL, so threads share the cores without
+    the start-up of processes."""
+    lock = threading.Lock()
+
+    def tick(n: int) -> None:
+        if progress is not None:
+            with lock:
+                progress(n)
+
     x0, y0, x1, y1 = job.ranges[split]
-    tasks = [(job, split, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+    tasks = [(job, split, x, y, tick) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
     parts: dict[tuple[int, int, int], np.ndarray] = {}
     tiles = nbytes = 0
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tiles.terrain.build"])  # workers fork with it imported
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="terrain") as pool:
         for key, part, t, b in pool.map(_subtree_job, tasks):
             parts[key] = part
             tiles += t
             nbytes += b
-            if progress is not None:
-                progress(t)
         for z in range(split - 1, -1, -1):
             x0, y0, x1, y1 = job.ranges[z]
             level = []
@@ -515,6 +834,5 @@ def _parallel(job: _Job, split: int, workers: int, progress) -> tuple[int, int]:
                 parts[key] = part
                 tiles += 1
                 nbytes += b
-                if progress is not None:
-                    progress(1)
+                tick(1)
     return tiles, nbytes

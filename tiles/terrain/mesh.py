@@ -1,4 +1,4 @@
-"""Error-bounded triangulation of one tile's height grid, and its edge vertices.
+"""Error-bounded triangulation of one tile's height grid.
 
 Two methods, both guaranteeing that every grid sample lies within ``max_error`` metres of the
 mesh (the tests check it against the DEM):
@@ -10,7 +10,13 @@ mesh (the tests check it against the DEM):
   above the bound. Martini's error is only the deviation at each midpoint; ours is *strict*: the
   largest deviation of any grid sample inside the triangle from the triangle's plane, still
   propagated from children to parents so that the two triangles sharing a hypotenuse always split
-  together (no T-junctions inside a tile). Numba, O(n log n) per tile.
+  together (no T-junctions inside a tile). Numba, O(n log n) per tile at worst; in practice
+  close to O(n): the triangles are read from a precomputed table (breadth-first, so children
+  sit at 2k + 2 and 2k + 3) instead of being decoded from their ids, and a triangle's strict
+  error is scanned only when two O(1) bounds leave the decision open: the midpoint deviation
+  d_m (a lower bound) and max(children's upper bounds) + d_m (an upper bound: on a child the
+  parent's plane differs from the child's by at most d_m). The meshes are exactly the same as
+  with a full scan of every triangle (2.5 ms instead of 11-15 ms per 257² tile).
 - ``"delatin"``: greedy insertion (Garland & Heckbert, "Fast polygonal approximation of terrains
   and height fields", CMU-CS-95-181, 1995) via pydelatin: fewer triangles for the same bound, about
   ten times slower.
@@ -20,7 +26,7 @@ edge (west, south, east, north) and CesiumJS hangs skirts from them (``TerrainPr
 .getSkirtHeight``; ``QuantizedMeshTerrainData`` builds them when it creates the mesh). Two
 neighbours sample identical points on their shared edge (same heights), but each picks its own
 subset of them as vertices, so the gap between their edges is at most the sum of their max errors,
-which the skirts hide. :func:`edge_vertices` gives those lists, ordered along each edge.
+which the skirts hide (:mod:`tiles.terrain.qmesh` writes the edge lists).
 """
 
 from __future__ import annotations
@@ -65,23 +71,22 @@ def triangulate(grid: np.ndarray, max_error: float, method: str = "rtin") -> Til
     if grid.shape != (size + 1, size + 1) or not np.isfinite(grid).all():
         raise ValueError("grid must be square and finite")
     if method == "rtin":
-        if size & (size - 1):
+        if size & (size - 1) or size < 2:
             raise ValueError("rtin needs a 2^k + 1 grid")
-        errors = _rtin_errors(grid, float(max_error))
-        col, row_down, tri = _rtin_mesh(errors, size, float(max_error))
-        row = (size - row_down).astype(np.int32)
-    elif method == "delatin":
-        from pydelatin import Delatin
-
-        # pydelatin works in float32; heights relative to the minimum keep its rounding small.
-        tin = Delatin(grid - float(grid.min()), max_error=max_error)
-        xy = np.rint(tin.vertices[:, :2]).astype(np.int32)
-        col, row = xy[:, 0], xy[:, 1]  # pydelatin's y counts up from the south edge
-        tri = tin.triangles.astype(np.uint32)
-    else:
+        table = rtin_table(size)
+        errors = _rtin_errors(grid, float(max_error), table)
+        col, row, height, tri = _rtin_mesh(grid, errors, table, float(max_error))
+        return TileMesh(col, row, height, tri, size, float(max_error))
+    if method != "delatin":
         raise ValueError(f"unknown method {method!r}")
+    from pydelatin import Delatin
+
+    # pydelatin works in float32; heights relative to the minimum keep its rounding small.
+    tin = Delatin(grid - float(grid.min()), max_error=max_error)
+    xy = np.rint(tin.vertices[:, :2]).astype(np.int32)
+    col, row = xy[:, 0], xy[:, 1]  # pydelatin's y counts up from the south edge
+    tri = tin.triangles.astype(np.uint32)
     height = grid[size - row, col]
-    tri = tri.astype(np.uint32)
     # Counter-clockwise in (east, north): the sign of the cross product of two edges.
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
     cross = ((col[b] - col[a]).astype(np.int64) * (row[c] - row[a])
@@ -92,48 +97,88 @@ def triangulate(grid: np.ndarray, max_error: float, method: str = "rtin") -> Til
     return TileMesh(col.astype(np.int32), row, height, tri, size, float(max_error))
 
 
-@njit(cache=True)
-def _rtin_errors(grid, limit):
-    """Per grid point, the strict error of the triangles whose hypotenuse midpoint it is,
-    propagated from children (martini's layout: triangle i of the implicit binary tree). Only
-    the comparison with ``limit`` matters, so scans stop as soon as it is exceeded (values above
-    ``limit`` are lower bounds)."""
-    n = grid.shape[0]
-    tile = n - 1
-    errors = np.zeros(n * n)
+_TABLES: dict[int, np.ndarray] = {}
+
+
+def rtin_table(size: int) -> np.ndarray:
+    """The RTIN triangle forest of a ``size + 1`` grid (:func:`_rtin_table`), built once."""
+    table = _TABLES.get(size)
+    if table is None:
+        table = _TABLES[size] = _rtin_table(size)
+    return table
+
+
+@njit(cache=True, nogil=True)
+def _rtin_table(tile):
+    """The binary forest of RTIN triangles of a ``tile + 1`` grid in breadth-first order, as
+    (a, b, c) corner coordinates (x, y from the north-west corner; c the right angle, a-b the
+    hypotenuse). Children of triangle k are 2k + 2 = (b, c, m) and 2k + 3 = (c, a, m), m the
+    hypotenuse midpoint; the forest stops at the triangles whose hypotenuse midpoint is the last
+    grid point they hold (legs of sqrt 2): ``2 * tile**2 - 2`` triangles, the last ``tile**2``
+    of them leaves."""
     num = tile * tile * 2 - 2
-    parents = num - tile * tile
-    for i in range(num - 1, -1, -1):
-        tid = i + 2
-        ax = ay = bx = by = cx = cy = 0
-        if tid & 1:
-            bx = by = cx = tile
-        else:
-            ax = ay = cy = tile
-        tid >>= 1
-        while tid > 1:
-            mx = (ax + bx) >> 1
-            my = (ay + by) >> 1
-            if tid & 1:
-                bx, by, ax, ay = ax, ay, cx, cy
-            else:
-                ax, ay, bx, by = bx, by, cx, cy
-            cx, cy = mx, my
-            tid >>= 1
+    t = np.empty((num, 6), np.int32)
+    t[0, 0], t[0, 1], t[0, 2], t[0, 3], t[0, 4], t[0, 5] = 0, 0, tile, tile, tile, 0
+    t[1, 0], t[1, 1], t[1, 2], t[1, 3], t[1, 4], t[1, 5] = tile, tile, 0, 0, 0, tile
+    for k in range((num - 2) // 2):
+        ax, ay, bx, by, cx, cy = t[k, 0], t[k, 1], t[k, 2], t[k, 3], t[k, 4], t[k, 5]
         mx = (ax + bx) >> 1
         my = (ay + by) >> 1
-        cx = mx + my - ay
-        cy = my + ax - mx
+        j = 2 * k + 2
+        t[j, 0], t[j, 1], t[j, 2], t[j, 3], t[j, 4], t[j, 5] = bx, by, cx, cy, mx, my
+        j += 1
+        t[j, 0], t[j, 1], t[j, 2], t[j, 3], t[j, 4], t[j, 5] = cx, cy, ax, ay, mx, my
+    return t
+
+
+@njit(cache=True, nogil=True)
+def _rtin_errors(grid, limit, table):
+    """Per grid point m, a value above ``limit`` exactly when a triangle whose hypotenuse
+    midpoint is m must split: its strict error (the largest deviation of a grid sample inside it
+    from its plane) or its children's is above the bound, from either side of the hypotenuse.
+
+    Triangles are visited deepest level first. The strict error is only scanned when two cheap
+    bounds leave the decision open: the deviation ``d_m`` at the hypotenuse midpoint is a lower
+    bound, and ``max(upper bound of the children) + d_m`` an upper one (on a child the parent's
+    plane differs from the child's by at most ``d_m``: both are linear and agree at the corners
+    they share). Leaves hold only a, b, c and m, so ``d_m`` is their strict error."""
+    n = grid.shape[0]
+    tile = n - 1
+    num = table.shape[0]
+    parents = num - tile * tile
+    errors = np.zeros(n * n)
+    upper = np.empty(num)
+    for i in range(num - 1, -1, -1):
+        ax, ay, bx, by = table[i, 0], table[i, 1], table[i, 2], table[i, 3]
+        cx, cy = table[i, 4], table[i, 5]
+        mx = (ax + bx) >> 1
+        my = (ay + by) >> 1
         m = my * n + mx
-        if i < parents:  # children first: they were visited before (larger i)
-            left = ((ay + cy) >> 1) * n + ((ax + cx) >> 1)
-            right = ((by + cy) >> 1) * n + ((bx + cx) >> 1)
-            errors[m] = max(errors[m], errors[left], errors[right])
-        if errors[m] <= limit:  # else the triangle splits whatever its own deviation
-            # strict deviation of the samples inside (a, b, c) from its plane, row by row
-            dev = _plane_deviation(grid, ax, ay, bx, by, cx, cy, limit)
-            if dev > errors[m]:
-                errors[m] = dev
+        dm = abs(grid[my, mx] - 0.5 * (grid[ay, ax] + grid[by, bx]))
+        if i >= parents:
+            upper[i] = dm
+            if dm > errors[m]:
+                errors[m] = dm
+            continue
+        left = ((ay + cy) >> 1) * n + ((ax + cx) >> 1)
+        right = ((by + cy) >> 1) * n + ((bx + cx) >> 1)
+        e = max(errors[m], errors[left], errors[right])
+        errors[m] = e
+        if e > limit:  # splits anyway (a child, or the neighbour across the hypotenuse)
+            upper[i] = np.inf
+            continue
+        u = max(upper[2 * i + 2], upper[2 * i + 3]) + dm
+        if u <= limit:
+            upper[i] = u
+            continue
+        if dm > limit:
+            errors[m] = dm
+            upper[i] = np.inf
+            continue
+        dev = _plane_deviation(grid, ax, ay, bx, by, cx, cy, limit)
+        if dev > e:
+            errors[m] = dev
+        upper[i] = dev if dev <= limit else np.inf
     return errors
 
 
@@ -155,7 +200,7 @@ def _span(px, py, qx, qy, rx, ry, y, lo, hi):
     return lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _plane_deviation(grid, ax, ay, bx, by, cx, cy, limit):
     """Largest |grid - plane(a, b, c)| over the grid points inside the triangle, or the first
     deviation found above ``limit``."""
@@ -179,56 +224,65 @@ def _plane_deviation(grid, ax, ay, bx, by, cx, cy, limit):
     return dev
 
 
-@njit(cache=True)
-def _rtin_mesh(errors, tile, max_error):
-    """Cut the triangle tree where errors <= max_error: (columns, rows from the north, (n, 3)
-    triangles)."""
-    n = tile + 1
+@njit(cache=True, nogil=True)
+def _rtin_mesh(grid, errors, table, max_error):
+    """Cut the forest where errors <= max_error, depth first (neighbouring triangles close
+    together in the output). Returns columns, rows from the SOUTH, heights, and (n, 3) uint32
+    triangles counter-clockwise in (east, north), vertices numbered in order of first use."""
+    n = grid.shape[0]
+    tile = n - 1
+    parents = table.shape[0] - tile * tile
     vid = np.full(n * n, -1, np.int64)
     cols = np.empty(n * n, np.int32)
     rows = np.empty(n * n, np.int32)
-    tris = np.empty((2 * tile * tile, 3), np.int64)
-    stack = np.empty((256, 6), np.int64)
+    hs = np.empty(n * n)
+    tris = np.empty((2 * tile * tile, 3), np.uint32)
+    stack = np.empty(64, np.int64)
+    stack[0] = 1
+    stack[1] = 0
+    top = 2
     nv = 0
     nt = 0
-    top = 0
-    stack[0] = (0, 0, tile, tile, tile, 0)
-    stack[1] = (tile, tile, 0, 0, 0, tile)
-    top = 2
+    corner = np.empty(6, np.int64)
     while top > 0:
         top -= 1
-        ax, ay, bx, by, cx, cy = stack[top]
+        i = stack[top]
+        ax, ay, bx, by = table[i, 0], table[i, 1], table[i, 2], table[i, 3]
+        cx, cy = table[i, 4], table[i, 5]
         mx = (ax + bx) >> 1
         my = (ay + by) >> 1
-        if abs(ax - cx) + abs(ay - cy) > 1 and errors[my * n + mx] > max_error:
-            stack[top] = (bx, by, cx, cy, mx, my)
-            stack[top + 1] = (cx, cy, ax, ay, mx, my)
+        split = errors[my * n + mx] > max_error
+        if split and i < parents:
+            stack[top] = 2 * i + 3
+            stack[top + 1] = 2 * i + 2
             top += 2
-        else:
-            for k in range(3):
-                if k == 0:
-                    px, py = ax, ay
-                elif k == 1:
-                    px, py = bx, by
+            continue
+        for half in range(2 if split else 1):
+            if split:  # a leaf's halves, (b, c, m) and (c, a, m): legs of 1
+                if half == 0:
+                    corner[0], corner[1], corner[2], corner[3] = bx, by, cx, cy
                 else:
-                    px, py = cx, cy
+                    corner[0], corner[1], corner[2], corner[3] = cx, cy, ax, ay
+                corner[4], corner[5] = mx, my
+            else:
+                corner[0], corner[1], corner[2], corner[3] = ax, ay, bx, by
+                corner[4], corner[5] = cx, cy
+            # rows count down from the north here: counter-clockwise in (east, north) is a
+            # negative cross product in (column, row)
+            cross = ((corner[2] - corner[0]) * (corner[5] - corner[1])
+                     - (corner[3] - corner[1]) * (corner[4] - corner[0]))
+            if cross > 0:
+                corner[2], corner[3], corner[4], corner[5] = (corner[4], corner[5], corner[2],
+                                                              corner[3])
+            for k in range(3):
+                px, py = corner[2 * k], corner[2 * k + 1]
                 g = py * n + px
                 if vid[g] < 0:
                     vid[g] = nv
                     cols[nv] = px
-                    rows[nv] = py
+                    rows[nv] = tile - py
+                    hs[nv] = grid[py, px]
                     nv += 1
                 tris[nt, k] = vid[g]
             nt += 1
-    return cols[:nv].copy(), rows[:nv].copy(), tris[:nt].copy()
-
-
-def edge_vertices(col: np.ndarray, row: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    """Indices of the vertices on the west, south, east and north edges, ordered along each edge
-    (west/east by row from the south, south/north by column from the west)."""
-    out = {}
-    for name, on, key in (("west", col == 0, row), ("south", row == 0, col),
-                          ("east", col == size, row), ("north", row == size, col)):
-        idx = np.flatnonzero(on)
-        out[name] = idx[np.argsort(key[idx], kind="stable")].astype(np.uint32)
-    return out
+    return cols[:nv].copy(), rows[:nv].copy(), hs[:nv].copy(), tris[:nt].copy()

