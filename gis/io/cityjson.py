@@ -34,10 +34,13 @@ CRS: ``metadata.referenceSystem`` (``https://www.opengis.net/def/crs/EPSG/0/7415
 CityJSON axis order is always x = easting, y = northing. A file without one yields a frame
 without CRS (``ngis validate`` reports it; ``--crs`` supplies it).
 
-Validation: every surface polygon is checked in its own plane (:func:`planar_validity`: projected
-on the basis of its Newell normal, then GEOS validity), and each invalid one (self-intersecting
-ring, hole outside its shell, no area) becomes one problem line against its Building
-(``layer.problems``, which :func:`gis.validate.validate_layer` reports).
+Validation (``layer.problems``, which :func:`gis.validate.validate_layer` reports one line
+each): a reference system whose axes are not in metres ("unknown units"); a Building with no
+geometry to make a footprint from ("empty geometry"; the record is left out); every surface
+polygon checked in its own plane (:func:`planar_validity`: projected on the basis of its Newell
+normal, then GEOS validity), each invalid one (self-intersecting ring, hole outside its shell,
+no area) against its Building. A file without ``metadata.referenceSystem`` has no CRS, which
+the geometry checks report ("no CRS").
 """
 
 from __future__ import annotations
@@ -348,6 +351,7 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
     file_name = os.path.basename(p)
     records, surface_rows = [], []
     skipped: Counter[str] = Counter()
+    empty: list[tuple[str, str, str]] = []
     crs, crs_text, version = None, None, None
     for doc in iter_documents(p):
         objects = doc.get("CityObjects") or {}
@@ -375,7 +379,9 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
                 raise DataError("vertex index out of range", path=p, record=oid,
                                 field="boundaries") from err
             if rec is None:
-                skipped["Building without geometry (at the chosen LOD or LOD0)"] += 1
+                empty.append((oid, "geometry", "empty geometry: the Building and its parts have "
+                              f"no geometry{f' at LOD {lod}' if lod else ''} from which a "
+                              "footprint can be made"))
                 continue
             records.append(rec)
             surface_rows.extend(rows)
@@ -388,8 +394,23 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
     layer = SourceLayer(path=p, name="Building", frame=frame, standard="building",
                         field_sources=dict(FIELD_SOURCES), extras={"surfaces": surfaces},
                         skipped=[f"{n} {what}" for what, n in skipped.items()])
-    layer.problems = surface_problems(surfaces)  # type: ignore[attr-defined]  # gis.validate
+    layer.problems = [*unit_problems(crs, crs_text), *empty,  # type: ignore[attr-defined]
+                      *surface_problems(surfaces)]  # read by gis.validate
     return layer
+
+
+def unit_problems(crs: CRS | None, name: str | None) -> list[tuple[str, str, str]]:
+    """One problem when the reference system's axes are not all in metres (CityJSON has no unit
+    of its own: coordinates are in the CRS's units, and heights, volumes and tiles assume
+    metres), or when pyproj does not know the unit."""
+    if crs is None:
+        return []
+    units = {str(a.unit_name or "unknown") for a in crs.axis_info}
+    if units <= {"metre"}:
+        return []
+    return [("*", "units", f"unknown units: the reference system {name} has axes in "
+                           f"{', '.join(sorted(units))}, not metres (heights, volumes and 3D "
+                           "tiles need metres)")]
 
 
 def planar_validity(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

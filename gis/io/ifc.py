@@ -34,7 +34,9 @@ of map units (detected when only the scaled-down offsets fall inside the CRS's a
 missing Scale while the project unit is not the map unit, a MapUnit named METRE whose conversion
 factor says otherwise. A model without any georeferencing keeps its local coordinates, no CRS, and
 a "no georeferencing" problem; elements without geometry and unknown length units are problems
-too. When the IfcSite latitude/longitude and the map conversion disagree by more than 1 km, the map
+too, and so is a representation item whose triangles cross each other (a self-intersecting
+solid or face set, :func:`gis.mesh.checks.self_intersections`; separate items of one element,
+such as a window's frame and glazing, may overlap). When the IfcSite latitude/longitude and the map conversion disagree by more than 1 km, the map
 conversion is used and the disagreement is noted in ``skipped`` (the Duplex sample).
 """
 
@@ -376,8 +378,10 @@ def _properties(el) -> str:
     return json.dumps(flat, ensure_ascii=False, default=str)
 
 
-def _tessellate(model, elements: list) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """GlobalId -> (vertices (n, 3) metres, triangles (m, 3)) in world coordinates."""
+def _tessellate(model, elements: list
+                ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """GlobalId -> (vertices (n, 3) metres, triangles (m, 3), representation item id of each
+    triangle) in world coordinates."""
     import ifcopenshell.geom
 
     settings = ifcopenshell.geom.settings()
@@ -391,7 +395,9 @@ def _tessellate(model, elements: list) -> dict[str, tuple[np.ndarray, np.ndarray
         shape = it.get()
         verts = np.asarray(shape.geometry.verts, dtype=np.float64).reshape(-1, 3)
         faces = np.asarray(shape.geometry.faces, dtype=np.int64).reshape(-1, 3)
-        out[shape.guid] = (verts, faces)
+        items = np.asarray(shape.geometry.item_ids, dtype=np.int64)
+        out[shape.guid] = (verts, faces, items if len(items) == len(faces) else
+                           np.zeros(len(faces), np.int64))
         ok = it.next()
     return out
 
@@ -403,6 +409,36 @@ def _triangles(xyz: np.ndarray, faces: np.ndarray) -> np.ndarray:
     tri = tri[area2 > 1e-10]
     rings = np.concatenate([tri, tri[:, :1]], axis=1)
     return shapely.polygons(rings)
+
+
+def _crossing_items(model, place: Placement, found: list[tuple[Any, np.ndarray, np.ndarray,
+                                                               np.ndarray]]) -> list[tuple]:
+    """Problems for representation items whose triangles cross each other
+    (:func:`gis.mesh.checks.self_intersections`, in map coordinates). Items are tested one by
+    one: separate items of an element (a window's frame and its glazing) may overlap, one item
+    (a solid, a face set) must not cross itself."""
+    from gis.mesh.base import Mesh
+    from gis.mesh.checks import self_intersections
+
+    positions, ids, owner = [], [], []
+    for el, xyz, faces, items in found:
+        uniq, inv = np.unique(items, return_inverse=True)
+        positions.append(xyz[faces].reshape(-1, 3))
+        ids.append(np.repeat(inv + len(owner), 3))
+        owner.extend((el, int(i)) for i in uniq)
+    if not positions:
+        return []
+    pos = np.concatenate(positions)
+    mesh = Mesh(pos, np.arange(len(pos)).reshape(-1, 3), np.concatenate(ids))
+    out = []
+    for fid, point in sorted(self_intersections(mesh).items()):
+        el, item = owner[fid]
+        kind = model.by_id(item).is_a() if item > 0 else "item"
+        out.append((el, "geometry", f"self-intersection: {el.is_a()} {el.Name!r} "
+                                    f"({el.GlobalId}) representation item #{item} ({kind}) "
+                                    f"crosses itself at ({point[0]:.3f}, {point[1]:.3f}, "
+                                    f"{point[2]:.3f})"))
+    return out
 
 
 def _footprint(polys: np.ndarray):
@@ -458,13 +494,15 @@ def read_ifc(path: str | os.PathLike, origin: tuple[float, float, float] | None 
         skipped[f"IfcElement without a representation ({kinds})"] += len(no_rep)
     meshes = _tessellate(model, elements)
     cache: dict = {}
-    rows, per_building = [], {}
+    rows, per_building, tessellated = [], {}, []
     for el in elements:
         gid = el.GlobalId
         got = meshes.get(gid)
         polys = None
         if got is not None and len(got[1]):
-            polys = _triangles(place.to_map(got[0]), got[1])
+            xyz = place.to_map(got[0])
+            polys = _triangles(xyz, got[1])
+            tessellated.append((el, xyz, got[1], got[2]))
         if polys is None or not len(polys):
             problems.append((gid, "geometry", f"empty geometry: {el.is_a()} {el.Name!r} has a "
                                               "representation but no triangles"))
@@ -479,6 +517,9 @@ def read_ifc(path: str | os.PathLike, origin: tuple[float, float, float] | None 
                      "lod": 4, "surface_id": gid, "ifc_class": el.is_a(), "name": el.Name,
                      "storey": _storey_of(el), "properties": _properties(el),
                      "geometry": shapely.MultiPolygon(list(polys))})
+    for el, fld, text in _crossing_items(model, place, tessellated):
+        building = _building_of(el, cache)
+        problems.append((building.GlobalId if building is not None else el.GlobalId, fld, text))
     records = []
     file_name = os.path.basename(p)
     for bid, (building, parts, above) in per_building.items():

@@ -174,6 +174,26 @@ def test_no_reference_system_is_reported_by_validate(tmp_path):
     assert [ln for ln in r.output.splitlines() if "no CRS" in ln] != []
 
 
+def test_units_and_empty_geometry_one_line_each(tmp_path):
+    """A CRS in US survey feet (EPSG:2263, NAD83 / New York Long Island (ftUS)) is "unknown
+    units" (CityJSON has no unit of its own); a Building with no geometry at all is "empty
+    geometry"; one line each, and the good Building is still read."""
+    doc = json.loads(json.dumps(CUBE))
+    doc["metadata"]["referenceSystem"] = "https://www.opengis.net/def/crs/EPSG/0/2263"
+    doc["transform"]["translate"] = [1000000.0, 200000.0, 10.0]
+    doc["CityObjects"]["b2"] = {"type": "Building", "attributes": {"measuredHeight": 3.0}}
+    path = tmp_path / "feet.city.json"
+    path.write_text(json.dumps(doc))
+    lyr = read_cityjson(path)
+    assert list(lyr.frame["id"]) == ["b1"]
+    assert [(r, f) for r, f, _ in lyr.problems] == [("*", "units"), ("b2", "geometry")]
+    r = CliRunner().invoke(cli, ["validate", "--standard", "building", str(path)])
+    assert r.exit_code == 1
+    lines = r.output.splitlines()
+    assert len([ln for ln in lines if "unknown units" in ln and "US survey foot" in ln]) == 1
+    assert len([ln for ln in lines if ":b2: geometry: empty geometry" in ln]) == 1
+
+
 # --------------------------------------------------------------------------- real samples
 
 

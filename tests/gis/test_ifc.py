@@ -227,3 +227,85 @@ def test_ingest_and_lod2_tiles_pass_the_gltf_validator(shared_data, tmp_path):
     assert report["ok"], report.get("problems")
     # the envelope (1 feature) and its detail tile (one feature per element)
     assert report["validator"]["errors"] == 0 and report["features"] == 1 + len(stored)
+
+
+def _one_wall_ifc(path: Path, vertices, faces) -> Path:
+    """A minimal IFC4 model (project, site, building, storey) with one IfcWall whose body is
+    one IfcPolygonalFaceSet of ``vertices`` and ``faces``, made with ifcopenshell.api."""
+    import ifcopenshell.api as api
+
+    f = api.run("project.create_file", version="IFC4")
+    project = api.run("root.create_entity", f, ifc_class="IfcProject", name="p")
+    api.run("unit.assign_unit", f)
+    model = api.run("context.add_context", f, context_type="Model")
+    body = api.run("context.add_context", f, context_type="Model", context_identifier="Body",
+                   target_view="MODEL_VIEW", parent=model)
+    site = api.run("root.create_entity", f, ifc_class="IfcSite", name="site")
+    site.RefLatitude, site.RefLongitude, site.RefElevation = (24, 48, 0), (121, 0, 0), 10.0
+    building = api.run("root.create_entity", f, ifc_class="IfcBuilding", name="b")
+    storey = api.run("root.create_entity", f, ifc_class="IfcBuildingStorey", name="EG")
+    api.run("aggregate.assign_object", f, relating_object=project, products=[site])
+    api.run("aggregate.assign_object", f, relating_object=site, products=[building])
+    api.run("aggregate.assign_object", f, relating_object=building, products=[storey])
+    wall = api.run("root.create_entity", f, ifc_class="IfcWall", name="w")
+    api.run("geometry.edit_object_placement", f, product=wall)
+    rep = api.run("geometry.add_mesh_representation", f, context=body, vertices=[vertices],
+                  faces=[faces])
+    api.run("geometry.assign_representation", f, product=wall, representation=rep)
+    api.run("spatial.assign_container", f, relating_structure=storey, products=[wall])
+    f.write(str(path))
+    return path
+
+
+#: A closed tetrahedron, outward faces: no crossing.
+TETRA = ([(0.0, 0, 0), (4, 0, 0), (0, 4, 0), (0, 0, 4)],
+         [(0, 2, 1), (0, 1, 3), (1, 2, 3), (0, 3, 2)])
+
+
+def test_self_intersecting_item_is_one_line(tmp_path):
+    """One face set whose two triangles cross (along (1, 1, 0)-(2, 2, 0) in model metres): one
+    "self-intersection" line naming the wall at one end of that segment, placed; a closed
+    tetrahedron gives none."""
+    verts = [(0.0, 0, 0), (4, 0, 0), (0, 4, 0), (1, 1, -1), (1, 1, 1), (3, 3, 0.5)]
+    bad = _one_wall_ifc(tmp_path / "bad.ifc", verts, [(0, 1, 2), (3, 4, 5)])
+    (lyr,) = read_ifc(bad)
+    lines = [p for p in lyr.problems if "self-intersection" in p[2]]
+    assert len(lines) == 1 and "IfcWall 'w'" in lines[0][2]
+    assert lines[0][0] == lyr.frame["id"].iloc[0]  # against its building
+    # the crossing point, placed: model (2, 2, 0) through the site's placement
+    import ifcopenshell
+
+    ends = placement_of(ifcopenshell.open(str(bad))).to_map(np.array([[1.0, 1, 0], [2, 2, 0]]))
+    assert any(f"({x:.3f}, {y:.3f}, {z:.3f})" in lines[0][2] for x, y, z in ends)
+    r = CliRunner().invoke(cli, ["validate", "--standard", "building", str(bad)])
+    assert r.exit_code == 1
+    assert len([ln for ln in r.output.splitlines() if "self-intersection" in ln]) == 1
+    good = _one_wall_ifc(tmp_path / "good.ifc", *TETRA)
+    assert read_ifc(good)[0].problems == []
+
+
+def test_self_intersections_on_small_meshes():
+    """gis.mesh.checks.self_intersections: crossing, touching and closed cases by hand."""
+    from gis.mesh.base import Mesh
+    from gis.mesh.checks import self_intersections
+
+    def mesh(tris, fid=0):
+        p = np.asarray(tris, float).reshape(-1, 3)
+        return Mesh(p, np.arange(len(p)).reshape(-1, 3), np.full(len(p), fid))
+
+    flat = [(0, 0, 0), (4, 0, 0), (0, 4, 0)]
+    crossing = mesh([flat, [(1, 1, -1), (1, 1, 1), (3, 3, 0.5)]])
+    found = self_intersections(crossing)
+    assert list(found) == [0]
+    # the triangles meet along (1, 1, 0)-(2, 2, 0): where the edge (1,1,-1)-(1,1,1) pierces the
+    # flat one, and where the flat one's edge x + y = 4 pierces the other; either is reported
+    assert min(np.abs(found[0] - q).max() for q in ([1, 1, 0], [2, 2, 0])) < 1e-12
+    # touching at a corner or along an edge, or lying on the plane's boundary: no crossing
+    assert self_intersections(mesh([flat, [(4, 0, 0), (5, 0, 1), (5, 1, -1)]])) == {}
+    assert self_intersections(mesh([flat, [(0, 0, 0), (4, 0, 0), (2, 0, 3)]])) == {}
+    # the same crossing triangles in two features: each feature alone is fine
+    two = Mesh.concat([mesh([flat], 0), mesh([[(1, 1, -1), (1, 1, 1), (3, 3, 0.5)]], 1)])
+    assert self_intersections(two) == {}
+    v, f = TETRA
+    tetra = mesh([[v[i] for i in face] for face in f])
+    assert self_intersections(tetra) == {}
