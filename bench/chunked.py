@@ -7,6 +7,12 @@ Operations (each on the whole grid):
 * ``dinf``: D-infinity slope of the DEM with TauDEM's undefined cells (halo 1);
 * ``sinmap``: SINMAP stability index and saturation from slope and a specific catchment area
   (per cell, halo 0).
+* ``halo1``, ``halo10``, ``halo1sync``: the cost of halo exchange alone for an explicit time
+  stepper (:func:`models.chunked.iterate_wide_halo` with a step that does nothing, so only the
+  exchange is timed): 10 steps with a 1-cell exchange per step in one graph (``halo1``); one
+  10-cell exchange for the 10 steps (``halo10``, the wide-halo schedule); 10 steps each
+  persisted with a global maximum brought back to the client, as an adaptive time step needs
+  (``halo1sync``). The in-memory path of these does nothing (no ratio).
 
 Paths: ``memory`` runs the in-memory function on numpy arrays (numba on all threads) and keeps
 the results in RAM; ``threads`` and ``cluster`` read the inputs lazily from a Zarr store in
@@ -34,7 +40,8 @@ import numpy as np
 
 from bench.tiles import PeakMemory
 
-OPS = ("terrain", "dinf", "sinmap")
+OPS = ("terrain", "dinf", "sinmap", "halo1", "halo10", "halo1sync")
+EXCHANGE_STEPS = 10
 PATHS = ("memory", "threads", "cluster")
 DX = 20.0
 
@@ -84,6 +91,8 @@ def in_memory(op: str, dem: np.ndarray, sca: np.ndarray) -> dict[str, np.ndarray
         _, slope = hydro.dinf_directions(dem, DX, DX)
         ring = terrain._ring(np.isfinite(dem))
         return {"slope": np.where(ring | np.isnan(slope), np.nan, slope).astype(np.float32)}
+    if op.startswith("halo"):
+        return {"state": dem}
     slope = terrain.zevenbergen_thorne(dem, DX, DX)["slope"]
     si, sat = stability_index(slope, sca, parse_calibration(DEFAULT_TABLE))
     return {"si": si, "sat": sat}
@@ -97,6 +106,9 @@ def chunked_graph(op: str, ds):
     from models.landslide.calibration import DEFAULT_TABLE, parse_calibration
 
     dem = ds["dem"]
+    if op in ("halo1", "halo10"):
+        return xr.Dataset({"state": chunked.iterate_wide_halo(
+            lambda b, t: b, dem, EXCHANGE_STEPS, reach=1, every=1 if op == "halo1" else 10)})
     if op == "terrain":
         return chunked.zevenbergen_thorne(dem)
     if op == "dinf":
@@ -119,10 +131,19 @@ def run_chunked(op: str, src: Path, out: Path, client) -> float:
     import xarray as xr
 
     ds = xr.open_zarr(src, consolidated=False, decode_coords="all")
-    res = _clean(chunked_graph(op, ds))
+    res = None if op == "halo1sync" else _clean(chunked_graph(op, ds))
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     with dask.config.set(scheduler=client if client is not None else "threads"):
+        if op == "halo1sync":
+            from models import chunked
+
+            data = chunked._dask(ds["dem"])
+            for _ in range(EXCHANGE_STEPS):
+                (data,) = chunked.map_halo(lambda b: b, data, depth=1, threads=None)
+                data = data.persist()
+                float(dask.array.nanmax(data).compute())       # the global dt reduction
+            res = xr.Dataset({"state": chunked.like(ds["dem"], data, "state")})
         res.to_zarr(out, consolidated=False, compute=True)
     return time.perf_counter() - t0
 
@@ -243,11 +264,20 @@ def main(argv: list[str] | None = None) -> None:
     for (op, path), r in results.items():
         if path not in args.paths.split(","):
             continue
-        base = results.get((op, "memory"))
+        base = None if op.startswith("halo") else results.get((op, "memory"))
         ratio = f"{r['s'] / base['s']:9.2f}" if base else f"{'-':>9}"
         print(f"{op:8} {path:8} {r['s']:9.2f} {cells / r['s'] / 1e6:9.1f} "
               f"{r['inputs'] / 2**20:10.0f} {r['driver'] / 2**20:11.0f} "
               f"{(r['driver'] + r['inputs']) / cells:7.1f} {r['worker'] / 2**20:10.0f} {ratio}")
+    for path in ("threads", "cluster"):
+        one, ten = results.get(("halo1", path)), results.get(("halo10", path))
+        if one and ten:
+            print(f"halo exchange, {path}: {(one['s'] - ten['s']) / (EXCHANGE_STEPS - 1) * 1e3:.0f}"
+                  f" ms per extra 1-cell exchange round of the whole grid (halo1 - halo10) / 9")
+        sync = results.get(("halo1sync", path))
+        if sync and ten:
+            print(f"halo exchange + global reduction per step, {path}: "
+                  f"{(sync['s'] - ten['s']) / (EXCHANGE_STEPS - 1) * 1e3:.0f} ms per step")
     print("B/cell = (inputs held + driver peak above its level before the run) / cells; worker MB"
           " = peak resident set of one LocalCluster worker process; x memory = time / in-memory"
           " time.")

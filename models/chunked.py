@@ -70,6 +70,7 @@ import dask
 import dask.array as dsa
 import numba
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from dask.array.overlap import ensure_minimum_chunksize, overlap
@@ -231,6 +232,50 @@ def _aligned(template: xr.DataArray, *others: xr.DataArray | None) -> list[dsa.A
     return out
 
 
+def from_array(data: np.ndarray | dsa.Array, transform: Affine, crs: Any = None, *,
+               chunks: int | tuple[int, int] | None = None, name: str = "data") -> xr.DataArray:
+    """A georeferenced 2-D DataArray (cell-centre coordinates from ``transform``, ``crs``) of a
+    numpy or dask array, chunked ``chunks`` x ``chunks`` cells (or (rows, cols)) when given."""
+    rows, cols = data.shape
+    xs = (transform @ (np.arange(cols) + 0.5, np.full(cols, 0.5)))[0]
+    ys = (transform @ (np.full(rows, 0.5), np.arange(rows) + 0.5))[1]
+    da = xr.DataArray(data, dims=("y", "x"), coords={"y": ys, "x": xs}, name=name)
+    if crs is not None:
+        da = da.rio.write_crs(crs)
+    da = da.rio.write_transform(transform)
+    if chunks is not None:
+        r, c = (chunks, chunks) if isinstance(chunks, int) else chunks
+        da = da.chunk({"y": r, "x": c})
+    return da
+
+
+def local_model(method: str, slope: np.ndarray, sca: np.ndarray, regions: list[Region], *,
+                transform: Affine, crs: Any = None, chunk: int = 1024, client: Any = None,
+                region_raster: np.ndarray | None = None,
+                recharge: tuple[float, float] = DEFAULT_RECHARGE) -> tuple[np.ndarray, ...]:
+    """The per-cell stability model of :func:`models.landslide.run.run_landslide` computed in
+    ``chunk`` x ``chunk`` chunks (on ``client``, else threads), numpy in and out, equal to the
+    in-memory call: ``sinmap`` -> (si, sat) as ``sinmap.stability_index``, ``shalstab`` ->
+    (q, wc) as ``shalstab.critical_rainfall``, ``fs`` -> (fs,) as ``fs.factor_of_safety`` at
+    the mean recharge with mid values."""
+    s = from_array(np.asarray(slope), transform, crs, chunks=chunk, name="slope")
+    a = from_array(np.asarray(sca), transform, crs, chunks=chunk, name="sca")
+    r = None if region_raster is None else from_array(np.asarray(region_raster), transform,
+                                                      crs, chunks=chunk, name="regions")
+    if method == "sinmap":
+        outs = stability_index(s, a, regions, region_raster=r, recharge=recharge)
+    elif method == "shalstab":
+        outs = critical_rainfall(s, a, regions, region_raster=r)
+    elif method == "fs":
+        outs = (factor_of_safety(s, a, regions, recharge=float(np.mean(recharge)),
+                                 region_raster=r),)
+    else:
+        raise ValueError(f"no chunked path for method {method!r}")
+    res = compute(*outs, client=client)
+    res = res if isinstance(res, tuple) else (res,)
+    return tuple(np.asarray(x.values) for x in res)
+
+
 def compute(*objs: Any, client: Any = None) -> Any:
     """Evaluate lazy DataArrays/Datasets: on ``client`` (a ``dask.distributed.Client``) when
     given, else on the threaded scheduler. Returns one object or a tuple, like dask.compute."""
@@ -307,14 +352,15 @@ def dinf_slope(filled: xr.DataArray) -> xr.DataArray:
 # --- per-cell stability models -----------------------------------------------------------------
 
 def _percell(func: Callable, slope: xr.DataArray, sca: xr.DataArray,
-             region_raster: xr.DataArray | None, n_out: int) -> list[dsa.Array]:
+             region_raster: xr.DataArray | None, n_out: int, dtype: Any = np.float32
+             ) -> list[dsa.Array]:
     s, a, r = _aligned(slope, slope, sca, region_raster)
     arrays = [s, a] if r is None else [s, a, r]
 
     def kernel(sb, ab, rb=None):
         return func(sb, ab, rb)
 
-    return map_halo(kernel, *arrays, depth=0, n_out=n_out)
+    return map_halo(kernel, *arrays, depth=0, n_out=n_out, dtype=dtype)
 
 
 def stability_index(slope: xr.DataArray, sca: xr.DataArray, regions: list[Region], *,

@@ -154,6 +154,7 @@ def test_dinf_slope_equals_dinf_slope_sca(rows, cols):
     assert np.isfinite(ref).sum() > 0.8 * z.size and (ref == 0).any()   # flats filled: slope 0
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_dems_slope_threaded_and_cluster(shared_data, demo_store, cluster):
     """Bigtujunga SRTM 30 m (with nodata holes punched) and the demo DEM: Zevenbergen-Thorne
@@ -183,6 +184,7 @@ def test_real_dems_slope_threaded_and_cluster(shared_data, demo_store, cluster):
 
 # --- SINMAP, factor of safety, SHALSTAB, TWI ----------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_sinmap_regions_chunked_equals_in_memory_and_taudem(shared_data, cluster):
     """TauDEM's SINMAP example: its slope, SCA and 2-region raster, chunked 37 x 23; SI and
@@ -225,9 +227,8 @@ def test_sinmap_regions_chunked_equals_in_memory_and_taudem(shared_data, cluster
                                         bound="low"))
     q, wc = chunked.compute(*chunked.critical_rainfall(sl, sc, regions, region_raster=rg))
     rq, rwc = shalstab.critical_rainfall(slope, sca, regions, region_raster=reg)
-    # the in-memory SHALSTAB kernel returns float64; per chunk we keep float32 like the others
-    _same(q.values, rq.astype(np.float32))
-    _same(wc.values, rwc.astype(np.float32))
+    _same(q.values, rq)
+    _same(wc.values, rwc)
     twi = chunked.compute(chunked.wetness_index(sc, sl))
     _same(twi.values, terrain.wetness_index(sca, slope))
 
@@ -246,6 +247,41 @@ def test_sinmap_from_dem_chain_random_dem():
     assert np.isfinite(rsi).sum() > 100
     f = chunked.compute(chunked.factor_of_safety(s, a, regions, recharge=0.0011))
     _same(f.values, fs.factor_of_safety(slope, sca, regions, recharge=0.0011))
+
+
+@pytest.mark.parametrize("method", ["sinmap", "shalstab", "fs"])
+def test_local_model_numpy_in_and_out(method, cluster):
+    """The entry point proposed for run_landslide(--chunk): numpy in, numpy out, same arrays as
+    the in-memory calls of models/landslide/run.py, threaded and on the cluster."""
+    z = _random_dem((45, 38), seed=4)
+    _, slope, sca = _fill_and_reference(z, 10.0)
+    regions = parse_calibration(DEFAULT_TABLE + "2,5,10,0.1,0.3,25,40,1800\n")
+    reg = np.where(np.arange(38)[None, :] < 19, 1, 2) * np.ones((45, 1), int)
+    reg[:3] = 9                                          # a region not in the table: no result
+    rech = (0.0009, 0.00135)
+    if method == "sinmap":
+        ref = sinmap.stability_index(slope, sca, regions, region_raster=reg, recharge=rech)
+    elif method == "shalstab":
+        ref = shalstab.critical_rainfall(slope, sca, regions, region_raster=reg)
+    else:
+        ref = (fs.factor_of_safety(slope, sca, regions, recharge=float(np.mean(rech)),
+                                   region_raster=reg),)
+    tr = Affine(10, 0, 250000, 0, -10, 2600000)
+    for client in (None, cluster):
+        got = chunked.local_model(method, slope, sca, regions, transform=tr, crs=CRS, chunk=13,
+                                  client=client, region_raster=reg, recharge=rech)
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref):
+            _same(g, r)
+    assert np.isnan(got[0][:3]).all() and np.isfinite(got[0]).sum() > 500
+
+
+def test_from_array_coordinates():
+    tr = Affine(20, 0, 1000, 0, -20, 5000)
+    da = chunked.from_array(np.zeros((3, 4), np.float32), tr, CRS, chunks=2)
+    np.testing.assert_allclose(da.x.values, [1010, 1030, 1050, 1070])
+    np.testing.assert_allclose(da.y.values, [4990, 4970, 4950])
+    assert chunked.transform_of(da) == tr and da.chunks == ((2, 1), (2, 2))
 
 
 def test_grids_must_match():
