@@ -34,6 +34,13 @@ CRS: ``metadata.referenceSystem`` (``https://www.opengis.net/def/crs/EPSG/0/7415
 CityJSON axis order is always x = easting, y = northing. A file without one yields a frame
 without CRS (``ngis validate`` reports it; ``--crs`` supplies it).
 
+Ingest policy for invalid surfaces: by default **report and skip**: each polygon that is
+invalid in its plane is one problem line; ``ngis ingest`` refuses the file, or with
+``--skip-invalid`` leaves the whole Building out (its other surfaces too: a building with a hole
+in its shell would mislead volumes and tiles). With ``repair=True`` they are **repaired** instead
+(:func:`repair_surfaces`: ``make_valid`` in the polygon's own plane, parts lifted back; counted
+in ``skipped`` and noted in the building's ``lineage``), and the Building is kept.
+
 Validation (``layer.problems``, which :func:`gis.validate.validate_layer` reports one line
 each): a reference system whose axes are not in metres ("unknown units"); a Building with no
 geometry to make a footprint from ("empty geometry"; the record is left out); every surface
@@ -331,12 +338,16 @@ def _tree(objects: dict, root_id: str) -> list[tuple[str, dict]]:
     return out
 
 
-def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLayer:
+def read_cityjson(path: str | os.PathLike, lod: str | None = None,
+                  repair: bool = False) -> SourceLayer:
     """Read the Buildings (with their BuildingParts) of a CityJSON file or CityJSONSeq.
 
     Args:
         path: A ``.city.json``/``.json`` or ``.city.jsonl``/``.jsonl`` file.
         lod: The LOD to read (``"2.2"``, ``"2"``, ``"1"``...); default the highest up to 2.x.
+        repair: Repair surface polygons that are invalid in their plane
+            (:func:`repair_surfaces`; noted in ``skipped`` and in the buildings' lineage)
+            instead of reporting them as problems.
 
     Returns:
         A ``building`` layer (2D footprints) with ``extras["surfaces"]`` (3D MultiPolygons, one
@@ -391,6 +402,17 @@ def read_cityjson(path: str | os.PathLike, lod: str | None = None) -> SourceLaye
                    ("storeys", "year_built", "lod"))
     surfaces = records_frame(surface_rows, SURFACE_COLUMNS, crs, (), ("lod",))
     surfaces["lod"] = surfaces["lod"].astype("int64")
+    if repair:
+        surfaces, repaired = repair_surfaces(surfaces)
+        if repaired:
+            skipped[f"surface polygon(s) invalid in their plane repaired with make_valid, in "
+                    f"{len(repaired)} building(s)"] += sum(repaired.values())
+            n = frame["id"].map(repaired)
+            has = n.notna().to_numpy()
+            frame.loc[has, "lineage"] = [
+                f"{text}; repaired: {int(k)} surface polygon(s) invalid in their plane "
+                "(make_valid in the plane)" for text, k in zip(frame.loc[has, "lineage"],
+                                                                n[has], strict=True)]
     layer = SourceLayer(path=p, name="Building", frame=frame, standard="building",
                         field_sources=dict(FIELD_SOURCES), extras={"surfaces": surfaces},
                         skipped=[f"{n} {what}" for what, n in skipped.items()])
@@ -413,22 +435,36 @@ def unit_problems(crs: CRS | None, name: str | None) -> list[tuple[str, str, str
                            "tiles need metres)")]
 
 
-def planar_validity(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Whether each 3D polygon is valid in its own plane, and the reasons.
+@dataclass
+class PlaneFrames:
+    """3D polygons in their own planes: ``projected`` 2D polygons (u, v), and per polygon the
+    plane's ``origin`` (3,), axes ``u``, ``v`` (3,) and whether it has no area (``flat``)."""
 
-    Each polygon is projected onto its plane (orthonormal basis of the Newell normal of its
-    exterior ring, :func:`gis.mesh.surfaces.newell_normals`), all at once, and checked by GEOS
-    (self-intersecting rings, holes outside the shell...). Polygons with no area are invalid.
+    projected: np.ndarray
+    origin: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    flat: np.ndarray
 
-    Returns:
-        ``(valid, reasons)``: (n,) bool and (n,) object (GEOS reason, "" when valid).
-    """
+    def lift(self, i: int, geom) -> np.ndarray:
+        """Polygons (2D, plane ``i``) back to 3D: an array of 3D Polygons."""
+        parts = [g for g in shapely.get_parts(geom) if g.geom_type == "Polygon"
+                 and g.area > 1e-9]
+        if not parts:
+            return np.zeros(0, object)
+        arr = np.asarray(parts, dtype=object)
+        uv = shapely.get_coordinates(arr)
+        xyz = self.origin[i] + uv[:, :1] * self.u[i] + uv[:, 1:2] * self.v[i]
+        return shapely.set_coordinates(shapely.force_3d(arr), xyz)
+
+
+def plane_frames(polygons: np.ndarray) -> PlaneFrames:
+    """Each 3D polygon projected onto its plane: the orthonormal basis of the Newell normal of
+    its exterior ring (:func:`gis.mesh.surfaces.newell_normals`), all at once."""
     from gis.mesh.surfaces import newell_normals
 
     polys = np.asarray(polygons, dtype=object)
     n = len(polys)
-    if not n:
-        return np.zeros(0, bool), np.zeros(0, object)
     ext_xyz, ext_idx = shapely.get_coordinates(shapely.get_exterior_ring(polys), include_z=True,
                                                return_index=True)
     counts = np.bincount(ext_idx, minlength=n) - 1  # rings are closed: drop the repeat
@@ -448,6 +484,24 @@ def planar_validity(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = xyz - origin[idx]
     uv = np.c_[np.einsum("ij,ij->i", d, u[idx]), np.einsum("ij,ij->i", d, v[idx])]
     projected = shapely.set_coordinates(shapely.force_2d(polys), uv)
+    return PlaneFrames(projected, origin, u, v, flat)
+
+
+def planar_validity(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each 3D polygon is valid in its own plane, and the reasons.
+
+    Each polygon is projected onto its plane (:func:`plane_frames`) and checked by GEOS
+    (self-intersecting rings, holes outside the shell...). Polygons with no area are invalid.
+
+    Returns:
+        ``(valid, reasons)``: (n,) bool and (n,) object (GEOS reason, "" when valid).
+    """
+    polys = np.asarray(polygons, dtype=object)
+    n = len(polys)
+    if not n:
+        return np.zeros(0, bool), np.zeros(0, object)
+    pf = plane_frames(polys)
+    projected, origin, u, v, flat = pf.projected, pf.origin, pf.u, pf.v, pf.flat
     valid = shapely.is_valid(projected) & ~flat
     reasons = np.full(n, "", dtype=object)
     bad = np.flatnonzero(~valid)
@@ -463,6 +517,42 @@ def planar_validity(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             text = f"{text[:m.start()].strip()} at ({x:.3f}, {y:.3f}, {z:.3f})"
         reasons[i] = text
     return valid, reasons
+
+
+def repair_surfaces(surfaces: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """Surfaces with every polygon that is invalid in its plane repaired there: projected on its
+    plane (:func:`plane_frames`), ``shapely.make_valid`` (a bow-tie becomes its two triangles, a
+    hole outside its shell a polygon of its own), the polygonal parts lifted back onto the plane;
+    polygons with no area are dropped, and so are rows left without any polygon.
+
+    Returns:
+        (the repaired surfaces, building id -> number of polygons repaired or dropped).
+    """
+    if not len(surfaces):
+        return surfaces, {}
+    geoms = surfaces.geometry.to_numpy()
+    parts, row = shapely.get_parts(geoms, return_index=True)
+    valid, _ = planar_validity(parts)
+    bad = np.flatnonzero(~valid)
+    if not len(bad):
+        return surfaces, {}
+    pf = plane_frames(parts[bad])
+    fixed: dict[int, np.ndarray] = {}
+    for k, i in enumerate(bad):
+        fixed[int(i)] = np.zeros(0, object) if pf.flat[k] else \
+            pf.lift(k, shapely.make_valid(pf.projected[k]))
+    new_geoms = geoms.copy()
+    counts: Counter[str] = Counter()
+    for r in np.unique(row[bad]):
+        polys = []
+        for i in np.flatnonzero(row == r):
+            polys.extend(fixed[int(i)] if int(i) in fixed else [parts[i]])
+        new_geoms[r] = MultiPolygon(polys) if polys else None
+        counts[str(surfaces["building_id"].iloc[r])] += int(np.isin(np.flatnonzero(row == r),
+                                                                    bad).sum())
+    out = surfaces.copy()
+    out[out.geometry.name] = gpd.GeoSeries(new_geoms, index=out.index, crs=surfaces.crs)
+    return out[~shapely.is_missing(new_geoms)], dict(counts)
 
 
 def surface_problems(surfaces: gpd.GeoDataFrame) -> list[tuple[str, str, str]]:

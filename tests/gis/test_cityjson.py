@@ -174,6 +174,62 @@ def test_no_reference_system_is_reported_by_validate(tmp_path):
     assert [ln for ln in r.output.splitlines() if "no CRS" in ln] != []
 
 
+def test_repair_policy_splits_a_bow_tie_in_its_plane(tmp_path):
+    """The bow-tie of the test above, read with ``repair=True``: no problem, the Building kept
+    (lineage and ``skipped`` say so), and the polygon replaced by the two triangles on either
+    side of the crossing, by hand: the edges (0,0)-(4,4) and (4,0)-(0,2) (integer units of
+    0.5 m) cross at (4/3, 4/3); the halves have xy areas 4/3 and 16/3, i.e. 5/3 m2 in all,
+    times sqrt(2) on the 45-degree plane z = 10 + x."""
+    doc = json.loads(json.dumps(CUBE))
+    doc["vertices"] += [[0, 0, 10], [4, 4, 14], [4, 0, 14], [0, 2, 10]]
+    geom = doc["CityObjects"]["b1-p"]["geometry"][0]
+    geom["boundaries"][0].append([[8, 9, 10, 11]])
+    geom["semantics"]["values"][0].append(1)
+    path = tmp_path / "bowtie.city.json"
+    path.write_text(json.dumps(doc))
+    plain = read_cityjson(path)
+    lyr = read_cityjson(path, repair=True)
+    assert lyr.problems == [] and list(lyr.frame["id"]) == ["b1"]
+    assert "repaired: 1 surface polygon" in lyr.frame["lineage"].iloc[0]
+    assert any("repaired with make_valid" in note for note in lyr.skipped)
+    before = shapely.get_parts(plain.extras["surfaces"].geometry.to_numpy())
+    after = shapely.get_parts(lyr.extras["surfaces"].geometry.to_numpy())
+    assert len(after) == len(before) + 1  # one polygon became two
+    new = [g for g in after if not any(g.equals(b) for b in before)]
+    assert len(new) == 2
+    xyz = np.concatenate([np.asarray(g.exterior.coords) for g in new])
+    np.testing.assert_allclose(xyz[:, 2] - 10.0 - 5.0, xyz[:, 0] - 250000.0, atol=1e-9)
+    xy_area = sum(shapely.force_2d(g).area for g in new)
+    assert xy_area == pytest.approx(5 / 3, rel=1e-9)
+    from gis.io.cityjson import planar_validity
+
+    assert planar_validity(np.asarray(new, dtype=object))[0].all()
+    # the default policy: report (one line), and --skip-invalid leaves the Building out
+    r = CliRunner().invoke(cli, ["-q", "ingest", "--skip-invalid", "--store",
+                                 str(tmp_path / "s.gpkg"), str(path)])
+    assert r.exit_code == 0, r.output
+    from gis.store import open_store
+
+    assert "buildings" not in open_store(str(tmp_path / "s.gpkg")).layers() or \
+        len(read_source(tmp_path / "s.gpkg", layer="buildings")[0].frame) == 0
+
+
+@pytest.mark.shared_data
+def test_repair_policy_on_zurich(shared_data):
+    """Zurich's one self-intersecting roof polygon: reported by default, repaired with
+    ``repair=True`` in the same Building, every other surface unchanged."""
+    path = shared_data(SAMPLES, ZURICH)
+    plain = read_cityjson(path)
+    fixed = read_cityjson(path, repair=True)
+    ((bid, _, _),) = plain.problems
+    assert fixed.problems == [] and len(fixed.frame) == len(plain.frame) == 49
+    noted = fixed.frame.loc[fixed.frame["lineage"].str.contains("repaired"), "id"]
+    assert list(noted) == [bid]
+    a, b = plain.extras["surfaces"], fixed.extras["surfaces"]
+    same = a.geometry.geom_equals_exact(b.geometry, 0.0)
+    assert set(a.loc[~same, "building_id"]) == {bid}
+
+
 def test_units_and_empty_geometry_one_line_each(tmp_path):
     """A CRS in US survey feet (EPSG:2263, NAD83 / New York Long Island (ftUS)) is "unknown
     units" (CityJSON has no unit of its own); a Building with no geometry at all is "empty
