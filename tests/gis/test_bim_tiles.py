@@ -141,3 +141,48 @@ def test_envelope_above_detail_and_the_validator_passes(built):
     report = tileset_info(out, validate=True)
     assert report["ok"], report["problems"]
     assert report["validator"]["errors"] == 0 and report["contents"] == 2
+
+
+def test_bim_building_among_city_buildings_keeps_every_building(shared_data, tmp_path):
+    """FZK-Haus placed by hand (``--origin``, EPSG:7415) among the ten 3DBAG buildings of Delft,
+    in small tiles: every building is in the envelope tree exactly once, and the detail tile
+    that replaces the FZK-Haus tile carries that tile's other buildings unchanged plus the
+    elements (nothing disappears when a client refines)."""
+    import ifcopenshell
+
+    from gis.io import read_source
+    from tiles.info import tileset_info
+    from tiles.read import Glb
+
+    store = tmp_path / "s.gpkg"
+    r = CliRunner().invoke(cli, [
+        "-q", "ingest", "--store", str(store), "--target-crs", "EPSG:7415", "--origin",
+        "85000,446600,0", "--crs", "EPSG:7415",
+        str(shared_data("cityjson-samples", "3dbag_v20240420_delft_subset.city.jsonl")),
+        str(shared_data(*FZK))])
+    assert r.exit_code == 0, r.output
+    buildings = read_source(store, layer="buildings")[0].frame
+    model = ifcopenshell.open(str(shared_data(*FZK)))
+    fzk = model.by_type("IfcBuilding")[0].GlobalId
+    assert len(buildings) == 11 and fzk in set(buildings["id"])
+    out = tmp_path / "tiles"
+    r = CliRunner().invoke(cli, ["tiles", "build", "--store", str(store), "--layer", "buildings",
+                                 "--lod", "2", "--max-features", "4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    _, contents = _contents(out)
+    tables = {p: Glb.parse(p.read_bytes()).property_table(0) for _, _, p in contents}
+    envelope_ids = [i for _, _, p in contents if ".detail." not in p.name
+                    for i in tables[p]["id"]]
+    assert sorted(envelope_ids) == sorted(buildings["id"])
+    replaced = [(t, p) for t, _, p in contents if t.get("refine") == "REPLACE"]
+    assert len(replaced) == 1
+    tile, path = replaced[0]
+    (detail,) = tile["children"]
+    d = tables[out / detail["content"]["uri"]]
+    env = tables[path]
+    others = [i for i, c in zip(d["id"], d["ifc_class"], strict=True) if c is None]
+    assert sorted(others) == sorted(i for i in env["id"] if i != fzk) and fzk in env["id"]
+    assert sum(c is not None for c in d["ifc_class"]) == len(_elements(model))
+    report = tileset_info(out, validate=True)
+    assert report["ok"], report["problems"]
+    assert report["validator"]["errors"] == 0

@@ -309,3 +309,48 @@ def test_self_intersections_on_small_meshes():
     v, f = TETRA
     tetra = mesh([[v[i] for i in face] for face in f])
     assert self_intersections(tetra) == {}
+
+
+def test_storey_through_aggregates_and_spaces(tmp_path):
+    """A slab that is only part of an IfcRoof (the roof is in storey "OG"), and a wall contained
+    in an IfcSpace that storey "EG" aggregates: both get their storey, as IfcOpenShell's
+    indirect ``get_container`` walk finds it."""
+    import ifcopenshell
+    import ifcopenshell.api as api
+
+    f = api.run("project.create_file", version="IFC4")
+    project = api.run("root.create_entity", f, ifc_class="IfcProject", name="p")
+    api.run("unit.assign_unit", f)
+    model_ctx = api.run("context.add_context", f, context_type="Model")
+    body = api.run("context.add_context", f, context_type="Model", context_identifier="Body",
+                   target_view="MODEL_VIEW", parent=model_ctx)
+    site = api.run("root.create_entity", f, ifc_class="IfcSite", name="site")
+    building = api.run("root.create_entity", f, ifc_class="IfcBuilding", name="b")
+    eg = api.run("root.create_entity", f, ifc_class="IfcBuildingStorey", name="EG")
+    og = api.run("root.create_entity", f, ifc_class="IfcBuildingStorey", name="OG")
+    space = api.run("root.create_entity", f, ifc_class="IfcSpace", name="room")
+    api.run("aggregate.assign_object", f, relating_object=project, products=[site])
+    api.run("aggregate.assign_object", f, relating_object=site, products=[building])
+    api.run("aggregate.assign_object", f, relating_object=building, products=[eg, og])
+    api.run("aggregate.assign_object", f, relating_object=eg, products=[space])
+    roof = api.run("root.create_entity", f, ifc_class="IfcRoof", name="roof")
+    api.run("spatial.assign_container", f, relating_structure=og, products=[roof])
+    slab = api.run("root.create_entity", f, ifc_class="IfcSlab", name="roof slab")
+    api.run("aggregate.assign_object", f, relating_object=roof, products=[slab])
+    wall = api.run("root.create_entity", f, ifc_class="IfcWall", name="room wall")
+    api.run("spatial.assign_container", f, relating_structure=space, products=[wall])
+    for el, dz in ((slab, 3.0), (wall, 0.0)):
+        api.run("geometry.edit_object_placement", f, product=el)
+        v, faces = TETRA
+        rep = api.run("geometry.add_mesh_representation", f, context=body,
+                      vertices=[[(x, y, z + dz) for x, y, z in v]], faces=[faces])
+        api.run("geometry.assign_representation", f, product=el, representation=rep)
+    path = tmp_path / "parts.ifc"
+    f.write(str(path))
+    (lyr,) = read_ifc(path, origin=(0.0, 0.0, 0.0), crs="EPSG:3826")
+    s = lyr.extras["surfaces"].set_index("name")["storey"].to_dict()
+    assert s == {"roof slab": "OG", "room wall": "EG"}
+    model = ifcopenshell.open(str(path))
+    for e in model.by_type("IfcElement"):
+        if e.Representation is not None:
+            assert s[e.Name] == _ifcopenshell_storey(model, e)
