@@ -214,6 +214,8 @@ def child_main(args) -> None:
     if args.child_kind == "ours":
         import rasterio  # noqa: F401
 
+        import gis.io.outputs  # noqa: F401  (gis.io pulls in geopandas: 0.5 s)
+        import gis.io.raster  # noqa: F401
         from tiles.terrain.build import warm_up
 
         warm_up()

@@ -220,7 +220,7 @@ def _close_all() -> None:
 #: valid cells around it) has a median height at or below this (m).
 SEA_SHORE_MAX_M = 10.0
 #: The sea is found on the DEM decimated to at most this many cells a side.
-SEA_GRID = 2048
+SEA_GRID = 1024
 
 
 def sea_mask(dem: DemInfo, source: _Source | None = None) -> tuple[np.ndarray, int] | None:
@@ -475,51 +475,47 @@ def sample_tile(dems: Sequence[DemInfo], z: int, x: int, y: int,
     return grid
 
 
-def _axis_weights(q: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, int]:
-    """Linear-interpolation weights of points ``q`` (clamped) on a regular ``axis``: a dense
-    (len(q), k) matrix over the k nodes from the returned first node on."""
-    q = np.clip(q, axis[0], axis[-1])
-    f = (q - axis[0]) / (axis[1] - axis[0])
-    i0 = np.clip(np.floor(f).astype(np.intp), 0, len(axis) - 2)
-    d = f - i0
-    lo = int(i0.min())
-    w = np.zeros((len(q), int(i0.max()) - lo + 2))
-    rows = np.arange(len(q))
-    w[rows, i0 - lo] = 1.0 - d
-    w[rows, i0 - lo + 1] = d
-    return w, lo
-
-
-def _separable(grid: tuple[np.ndarray, np.ndarray, np.ndarray], lat: np.ndarray,
-               lon: np.ndarray) -> np.ndarray:
-    lats, lons, values = grid
-    wa, a0 = _axis_weights(lat, lats)
-    wo, o0 = _axis_weights(lon, lons)
-    return wa @ values[a0:a0 + wa.shape[1], o0:o0 + wo.shape[1]] @ wo.T
-
-
 def tile_undulation(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """The geoid undulation of :func:`tiles.geoid.undulation` (EGM96, bilinear) on the tensor grid
-    ``lat`` (rows) x ``lon`` (columns). Inside one geoid grid (the East Asia grid, or the
-    worldwide one for a tile clear of East Asia), two small matrix products (bilinear
-    interpolation is separable); across grids, point by point. Where the geoid module has no
-    value (an older one without the worldwide grid), the nearest edge of the East Asia grid:
-    only no-data areas, :func:`inspect_dems` keeps DEMs inside it."""
-    import tiles.geoid as geoid
+    ``lat`` (rows) x ``lon`` (columns): bilinear on one geoid grid in a numba kernel (the East
+    Asia grid, or the worldwide one for a tile clear of East Asia), point by point through
+    :func:`tiles.geoid.undulation` for a tile across the two."""
+    from tiles.geoid import grid_covering
 
-    lats, lons, _ = ea = _geoid_grid()
-    south, north, west, east = lat.min(), lat.max(), lon.min(), lon.max()
-    if south >= lats[0] and north <= lats[-1] and west >= lons[0] and east <= lons[-1]:
-        return _separable(ea, lat, lon)
-    worldwide = getattr(geoid, "_global_grid", None)
-    if worldwide is not None and (north < lats[0] or south > lats[-1] or east < lons[0]
-                                  or west > lons[-1]):
-        return _separable(worldwide(), lat, lon)
-    LON, LAT = np.meshgrid(lon, lat)
-    try:
+    corners = (np.array([lat.min(), lat.min(), lat.max(), lat.max()]),
+               np.array([lon.min(), lon.max(), lon.min(), lon.max()]))
+    grid = grid_covering(*corners)
+    lats, lons, values = ea = _geoid_grid()
+    if grid is not ea and not (lat.max() < lats[0] or lat.min() > lats[-1]
+                               or lon.max() < lons[0] or lon.min() > lons[-1]):
+        LON, LAT = np.meshgrid(lon, lat)
         return np.asarray(undulation(LAT, LON), np.float64)
-    except OutsideGeoidGrid:
-        return _separable(ea, lat, lon)
+    lats, lons, values = grid
+    return _bilinear_tensor(float(lats[0]), float(lats[1] - lats[0]), float(lons[0]),
+                            float(lons[1] - lons[0]), values, np.asarray(lat, np.float64),
+                            np.asarray(lon, np.float64))
+
+
+@njit(cache=True, nogil=True)
+def _bilinear_tensor(lat0, dlat, lon0, dlon, values, lat, lon):
+    """``tiles.geoid``'s bilinear interpolation (same clamping) at every (lat[i], lon[j])."""
+    na, no = values.shape
+    out = np.empty((len(lat), len(lon)))
+    j0 = np.empty(len(lon), np.int64)
+    dj = np.empty(len(lon))
+    for j in range(len(lon)):
+        f = (lon[j] - lon0) / dlon
+        j0[j] = min(max(int(np.floor(f)), 0), no - 2)
+        dj[j] = f - j0[j]
+    for i in range(len(lat)):
+        f = (lat[i] - lat0) / dlat
+        i0 = min(max(int(np.floor(f)), 0), na - 2)
+        di = f - i0
+        for j in range(len(lon)):
+            a, d = j0[j], dj[j]
+            out[i, j] = (values[i0, a] * (1 - di) * (1 - d) + values[i0, a + 1] * (1 - di) * d
+                         + values[i0 + 1, a] * di * (1 - d) + values[i0 + 1, a + 1] * di * d)
+    return out
 
 
 def ellipsoidal(grid: np.ndarray, z: int, x: int, y: int) -> np.ndarray:
@@ -675,6 +671,8 @@ def warm_up() -> None:
     _window(pos, pos, 2, 2, 0.5)
     _bilinear(pos, np.nan, pos, pos, 0, 0, 2, 2, 0.5, pos.copy(), np.zeros((2, 2), np.bool_))
     _border_sea(np.full((3, 3), np.nan), SEA_SHORE_MAX_M)
+    lon, lat = sample_lonlat(12, 6830, 2590)
+    tile_undulation(lat, lon)
 
 
 def _ranges(dems: Sequence[DemInfo], max_zoom: int) -> list[tuple[int, int, int, int]]:
