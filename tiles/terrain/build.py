@@ -766,7 +766,9 @@ GDAL_CACHE_MB = 64
 def _gdal_env():
     import rasterio
 
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    # rasterio hands GDAL_CACHEMAX to GDALSetCacheMax64: bytes, not GDAL's usual megabytes
+    # (64 would be a 64-byte cache: every block decompressed again for each read).
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
 
 
 @contextlib.contextmanager
