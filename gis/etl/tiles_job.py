@@ -275,6 +275,8 @@ class StoreSource:
 
     def element_buildings(self) -> set:
         """Ids of the buildings with BIM elements (surface rows with an ``ifc_class``)."""
+        if ELEMENT_CLASS not in self.store.read_fids(self.remote.surfaces, []).columns:
+            return set()  # no BIM in the table: no second pass over it
         env = self.store.read_envelopes(self.remote.surfaces, ["building_id", ELEMENT_CLASS])
         if ELEMENT_CLASS not in env:
             return set()

@@ -200,7 +200,7 @@ def test_no_georeferencing_is_one_line_and_an_origin_places_it(shared_data, tmp_
 @pytest.mark.slow
 def test_ingest_and_lod2_tiles_pass_the_gltf_validator(shared_data, tmp_path):
     """FZK-Haus through ``ngis ingest`` and ``ngis tiles build --lod 2``, its IfcSite moved to
-    Taiwan first (the tiles geoid grid covers East Asia only)."""
+    Taiwan first (a latitude/longitude site placed in the default target CRS, EPSG:3826)."""
     from tiles.info import tileset_info
 
     text = Path(shared_data(SAMPLES, FZK)).read_text()
