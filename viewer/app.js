@@ -87,19 +87,29 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
   const status = document.getElementById("status");
   try {
     const all = await listTilesets();
-    // Terrain (quantized-mesh from our own DEM) goes under the globe; without it CesiumJS draws
-    // the ellipsoid, and the page says so.
+    // Terrain (quantized-mesh from our own DEM) goes under the globe; without it, or when it
+    // fails to load, CesiumJS draws the bare ellipsoid and the page says so in a notice.
     const terrain = all.find((t) => t.kind === "terrain");
     const listed = all.filter((t) => t.kind !== "terrain");
+    state.terrain = null;
     if (terrain) {
-      const provider = await Cesium.CesiumTerrainProvider.fromUrl(withKey(terrain.url),
-        { requestVertexNormals: true, requestWaterMask: true });
-      viewer.terrainProvider = provider;
-      viewer.scene.globe.enableLighting = false;
-      viewer.scene.globe.depthTestAgainstTerrain = true;
-      state.terrain = terrain.name;
-    } else {
-      state.terrain = null;
+      try {
+        const provider = await Cesium.CesiumTerrainProvider.fromUrl(withKey(terrain.url),
+          { requestVertexNormals: true, requestWaterMask: true });
+        viewer.terrainProvider = provider;
+        viewer.scene.globe.enableLighting = false;
+        viewer.scene.globe.depthTestAgainstTerrain = true;
+        state.terrain = terrain.name;
+      } catch (err) {
+        state.errors.push(`terrain ${terrain.url}: ${err}`);
+      }
+    }
+    if (!state.terrain) {
+      const notice = document.getElementById("notice");
+      notice.textContent = (terrain ? "Terrain failed to load" : "No terrain on this server") +
+        ": the ground is the bare ellipsoid, so buildings, roads and pipes float above it " +
+        "(hundreds of metres in the mountains).";
+      notice.hidden = false;
     }
     const names = new Set(listed.map((t) => t.name));
     for (const { name, url } of listed) {

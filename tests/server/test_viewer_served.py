@@ -1,6 +1,9 @@
 """The viewer as the server serves it, in real headless Chromium: every tileset loads from the
 server, nothing is fetched beyond loopback, layers toggle, the underground view turns the globe
-translucent, and a click shows a building's attributes. Saves a screenshot."""
+translucent, and a click shows a building's attributes. Heights line up: the terrain CesiumJS
+samples is the DEM plus the EGM96 undulation, and a building's roof, sampled in the scene, is
+that ground plus the building's height from the store. Without terrain the page says so. Saves
+screenshots."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ def test_viewer_at_slash_viewer(server):
         # there plus the EGM96 undulation (what the 3D Tiles use), within the finest level's
         # 0.5 m error and bilinear sampling.
         assert page.evaluate("() => window.ngis.terrain") == "dem-terrain"
+        assert not page.is_visible("#notice")
         lon, lat, expected = _ground_truth(server)
         got = page.evaluate("""async ([lon, lat]) => {
             const points = [Cesium.Cartographic.fromDegrees(lon, lat)];
@@ -30,6 +34,7 @@ def test_viewer_at_slash_viewer(server):
                 window.ngis.viewer.terrainProvider, points);
             return done[0].height; }""", [lon, lat])
         assert abs(got - expected) < 1.0, (got, expected)
+        _check_roof(page, server)
         assert page.evaluate("() => window.ngis.tilesets.filter(t => t.show)"
                              ".every(t => t.statistics.selected > 0)")
         picked = None
@@ -81,6 +86,73 @@ def test_viewer_shows_what_the_key_allows(graded_server):
         assert tiles and all(f"key={key}" in u for u in tiles)
         assert page.evaluate("() => window.ngis.errors") == [] and page.console_errors == []
         assert page.outside_requests == []
+
+
+def _roof_building(server):
+    """A flat-roofed building of the store with its height given, and a DEM cell centre inside
+    it (at least 3 m from its outline) where the DEM agrees with its ground elevation within
+    0.3 m; the largest such. Returns (id, lon, lat, DEM + geoid undulation there, height)."""
+    import numpy as np
+    import shapely
+    from pyproj import Transformer
+
+    from gis.store import open_store
+    from tiles.geoid import undulation
+
+    store = open_store(str(server.store))
+    dem = store.read_raster("dem")
+    b = store.read("buildings").to_crs(dem.crs)
+    b = b[(b["roof_type"] == "flat") & (b["height"] > 0)]
+    b = b.iloc[np.argsort(-b.geometry.area.to_numpy())]
+    inv = ~dem.transform
+    for _, row in b.iterrows():
+        p = row.geometry.representative_point()
+        col, r = inv @ (p.x, p.y)
+        col, r = int(col), int(r)  # the cell holding the point; its centre:
+        x, y = dem.transform @ (col + 0.5, r + 0.5)
+        centre = shapely.Point(x, y)
+        if not (0 <= r < dem.shape[0] and 0 <= col < dem.shape[1]):
+            continue
+        ground = float(dem.data[r, col])
+        if row.geometry.buffer(-3.0).contains(centre) and \
+                abs(ground - row["ground_elevation"]) < 0.3:
+            lon, lat = Transformer.from_crs(dem.crs, 4326, always_xy=True).transform(x, y)
+            n = float(np.asarray(undulation(lat, lon)))
+            return row["id"], lon, lat, ground + n, float(row["height"])
+    raise AssertionError("no flat-roofed building on even ground in the demo store")
+
+
+def _check_roof(page, server):
+    """The scene height over the LOD2 buildings at a building (roads and pipelines left out)
+    is its roof: DEM + N + height within 1 m; the terrain there is DEM + N within 1 m."""
+    bid, lon, lat, ground, height = _roof_building(server)
+    roof, terrain = page.evaluate("""async ([lon, lat]) => {
+        const v = window.ngis.viewer;
+        const others = window.ngis.tilesets.filter(t => t.ngisName !== 'buildings');
+        const at = () => [Cesium.Cartographic.fromDegrees(lon, lat)];
+        const roof = await v.scene.sampleHeightMostDetailed(at(), others);
+        const ground = await Cesium.sampleTerrainMostDetailed(v.terrainProvider, at());
+        return [roof[0].height, ground[0].height]; }""", [lon, lat])
+    assert abs(terrain - ground) < 1.0, (bid, terrain, ground)
+    assert abs(roof - (ground + height)) < 1.0, (bid, roof, ground, height)
+
+
+def test_notice_without_terrain(demo_tilesets):
+    """Served without terrain (``ngis view`` of a tileset), the viewer keeps CesiumJS's ellipsoid
+    and shows a notice saying the ground is missing."""
+    from browser import serve
+
+    with serve({"buildings": demo_tilesets / "buildings"}) as base, browser_page() as page:
+        page.goto(f"{base}/viewer/index.html?msaa=1")
+        wait_for_tiles(page)
+        assert page.evaluate("() => window.ngis.terrain") is None
+        assert page.evaluate("() => window.ngis.viewer.terrainProvider instanceof "
+                             "Cesium.EllipsoidTerrainProvider")
+        assert page.is_visible("#notice")
+        text = page.inner_text("#notice")
+        assert "No terrain" in text and "ellipsoid" in text
+        assert page.evaluate("() => window.ngis.errors") == []
+        assert page.console_errors == [] and page.outside_requests == []
 
 
 def _ground_truth(server):
