@@ -17,6 +17,8 @@ import click
 import numpy as np
 
 from gis.cli.main import progress_enabled
+from gis.cli.model_hydro_tiled import run as run_tiled
+from gis.cli.model_hydro_tiled import tiled_options, wants_tiled
 from gis.errors import DataError
 
 DEM_HELP = ("DEM raster (GeoTIFF, netCDF, ESRI ASCII...), elevations in metres. A geographic DEM "
@@ -107,6 +109,7 @@ def command():
     \b
     $ ngis model hydro fill --dem dem.tif --out filled.tif [--epsilon] [--sea-level 0]
     $ ngis model hydro fill --dem dem.tif --out breached.tif --breach
+    $ ngis model hydro accumulate --dem big.tif --out acc.tif --tile 2048 --workers 2
     $ ngis model hydro flowdir --dem dem.tif --out d8.tif [--method dinf]
     $ ngis model hydro accumulate --dem dem.tif --out acc.tif [--method dinf --sca]
     $ ngis model hydro hand --dem dem.tif --out hand.tif --threshold 1000
@@ -124,12 +127,21 @@ def command():
 @click.option("--breach", is_flag=True,
               help="Breach instead of filling: cut a channel from each pit along the lowest "
                    "way out (Lindsay 2016 complete breaching).")
+@tiled_options
 @click.pass_context
-def fill_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, epsilon, nodata_wall, breach):
+def fill_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, epsilon, nodata_wall, breach, tile,
+             workers, scheduler, work_dir):
     """Fill depressions (Priority-Flood, Barnes 2014 / Zhou 2016; bit-identical to RichDEM),
-    or breach them (--breach)."""
+    or breach them (--breach). With --tile: parallel Priority-Flood (Barnes 2016), bit-identical
+    to the in-memory fill."""
     from models import hydro
 
+    if wants_tiled(tile, workers, scheduler, {"--epsilon": epsilon, "--breach": breach,
+                                               "--nodata-wall": nodata_wall,
+                                               "--no-fill": no_fill}):
+        return run_tiled(ctx, "fill", dem=dem, dem_crs=dem_crs, out=out, sea_level=sea_level,
+                         no_fill=False, tile=tile, workers=workers, scheduler=scheduler,
+                         work_dir=work_dir)
     if breach and epsilon:
         raise click.UsageError("--breach already makes every cell drain; drop --epsilon")
     src = _read(dem, dem_crs)
@@ -158,11 +170,19 @@ def fill_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, epsilon, nodata_wall, b
 @click.option("--method", type=click.Choice(["d8", "dinf"]), default="d8", show_default=True,
               help="d8: ESRI codes (1=E,2=SE,4=S,...,128=NE; 0 none). dinf: 2 bands, angle "
                    "(radians counter-clockwise from east, -1 none) and slope (tan).")
+@tiled_options
 @click.pass_context
-def flowdir_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method):
-    """Flow directions of the filled DEM (flats drained, Barnes 2014b)."""
+def flowdir_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method, tile, workers, scheduler,
+                work_dir):
+    """Flow directions of the filled DEM (flats drained, Barnes 2014b). With --tile (D8): tile
+    by tile, each tile's window grown until it holds the flats it touches; equal to the
+    in-memory directions."""
     from models import hydro
 
+    if wants_tiled(tile, workers, scheduler, {"--method dinf": method == "dinf"}):
+        return run_tiled(ctx, "flowdir", dem=dem, dem_crs=dem_crs, out=out,
+                         sea_level=sea_level, no_fill=no_fill, tile=tile, workers=workers,
+                         scheduler=scheduler, work_dir=work_dir)
     src = _read(dem, dem_crs)
     steps = _Steps(ctx, 3, "flowdir")
     filled = _filled(src, steps, no_fill, sea_level)
@@ -193,12 +213,20 @@ def flowdir_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method):
               help="Raster of per-cell weights on the DEM grid (e.g. rainfall excess).")
 @click.option("--sca", is_flag=True, help="D-infinity: write the specific catchment area in "
               "metres (TauDEM's sca: accumulated cells x cell width) instead of cells.")
+@tiled_options
 @click.pass_context
-def accumulate_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method, weights_path, sca):
+def accumulate_cmd(ctx, dem, dem_crs, out, sea_level, no_fill, method, weights_path, sca, tile,
+                   workers, scheduler, work_dir):
     """Flow accumulation: cells draining through each cell (itself included), or the sum of
-    --weights."""
+    --weights. With --tile (D8): tiled accumulation (Barnes 2017), equal to the in-memory
+    result."""
     from models import hydro
 
+    if wants_tiled(tile, workers, scheduler, {"--method dinf": method == "dinf",
+                                               "--weights": weights_path, "--sca": sca}):
+        return run_tiled(ctx, "accumulate", dem=dem, dem_crs=dem_crs, out=out,
+                         sea_level=sea_level, no_fill=no_fill, tile=tile, workers=workers,
+                         scheduler=scheduler, work_dir=work_dir)
     if sca and method != "dinf":
         raise click.UsageError("--sca needs --method dinf")
     src = _read(dem, dem_crs)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 from rasterio.shutil import copy as rio_copy
 
@@ -78,6 +79,47 @@ def write_cog(path: str | os.PathLike, data: np.ndarray, transform: Affine, crs:
         predictor = "3" if np.issubdtype(arr.dtype, np.floating) else "2"
         rio_copy(tmp_gtiff, tmp_cog, driver="COG", COMPRESS=compress, PREDICTOR=predictor,
                  BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="NEAREST")
+        os.replace(tmp_cog, path)
+    finally:
+        for p in (tmp_gtiff, tmp_cog):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    return path
+
+
+def write_cog_windows(path: str | os.PathLike, read, shape: tuple[int, int], dtype,
+                      transform: Affine, crs: Any, nodata: float | int | None = None, *,
+                      tags: dict[str, str] | None = None, block: int = 2048,
+                      compress: str = "DEFLATE") -> Path:
+    """:func:`write_cog` for rasters larger than memory: ``read(r0, r1, c0, c1)`` gives the
+    window of the (single-band) raster; rows of ``block`` x ``block`` windows are written into
+    a tiled GeoTIFF, which GDAL's COG driver then copies with overviews (through its block
+    cache, never whole). Atomic like :func:`write_cog`."""
+    path = Path(path)
+    dtype = np.dtype(dtype)
+    if nodata is None and np.issubdtype(dtype, np.floating):
+        nodata = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_gtiff = path.with_name(f".{path.stem}.src-{os.getpid()}.tif")
+    tmp_cog = path.with_name(f".{path.stem}.tmp-{os.getpid()}.tif")
+    nrows, ncols = shape
+    try:
+        profile = {"driver": "GTiff", "width": ncols, "height": nrows, "count": 1,
+                   "dtype": dtype.name, "transform": transform, "crs": crs, "nodata": nodata,
+                   "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
+        with rasterio.open(tmp_gtiff, "w", **profile) as dst:
+            for r0 in range(0, nrows, block):
+                r1 = min(r0 + block, nrows)
+                for c0 in range(0, ncols, block):
+                    c1 = min(c0 + block, ncols)
+                    window = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+                    dst.write(np.asarray(read(r0, r1, c0, c1), dtype=dtype), 1, window=window)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+        predictor = "3" if np.issubdtype(dtype, np.floating) else "2"
+        rio_copy(tmp_gtiff, tmp_cog, driver="COG", COMPRESS=compress, PREDICTOR=predictor,
+                 BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="NEAREST", BIGTIFF="IF_SAFER",
+                 NUM_THREADS="ALL_CPUS")
         os.replace(tmp_cog, path)
     finally:
         for p in (tmp_gtiff, tmp_cog):

@@ -313,7 +313,12 @@ def d8_directions(filled: np.ndarray, dx: float, dy: float | None = None, *,
     """
     dx, dy = _spacing(dx, dy)
     z = np.ascontiguousarray(filled, dtype=np.float64)
-    steep = _d8_steepest(z, dx, dy, _outlet_mask(z, outlets))
+    return d8_from_steepest(z, _d8_steepest(z, dx, dy, _outlet_mask(z, outlets)))
+
+
+def d8_from_steepest(z: np.ndarray, steep: np.ndarray) -> np.ndarray:
+    """ESRI codes from the steepest-descent indices of :func:`_d8_steepest` (float64 ``z``),
+    flats drained (the second half of :func:`d8_directions`)."""
     if (steep == 254).any():
         mask, labels = _resolve_flats(z, steep)
     else:
