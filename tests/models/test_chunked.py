@@ -157,8 +157,9 @@ def test_dinf_slope_equals_dinf_slope_sca(rows, cols):
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_dems_slope_threaded_and_cluster(shared_data, demo_store, cluster):
-    """Bigtujunga SRTM 30 m (with nodata holes punched) and the demo DEM: Zevenbergen-Thorne
-    and D-infinity slopes, threaded and on a 2-worker LocalCluster."""
+    """Bigtujunga SRTM 30 m (with nodata holes punched), the Taiwan 40 m DEM warped to
+    EPSG:3826 (a coast: sea and the warp's margin are nodata) and the demo DEM:
+    Zevenbergen-Thorne and D-infinity slopes, threaded and on a 2-worker LocalCluster."""
     from gis.io.raster import read_projected_dem
     from gis.store import open_store
 
@@ -166,8 +167,13 @@ def test_real_dems_slope_threaded_and_cluster(shared_data, demo_store, cluster):
     z = big.data[:300, :400].copy()
     z[100:120, 200:260] = np.nan
     z[0:5, 0:30] = np.nan
+    tw = read_projected_dem(shared_data("tw-sw-dem40m", "tw_sw40_moi40m_wgs84.tif"))
+    ztw = tw.data[600:900, 150:500]
+    assert 0.02 < np.isnan(ztw).mean() < 0.5
+    tw_tr = tw.transform @ Affine.translation(150, 600)
     demo = open_store(str(demo_store)).read_raster("dem")
-    for dem, tr, crs in ((z, big.transform, big.crs), (demo.data, demo.transform, demo.crs)):
+    for dem, tr, crs in ((z, big.transform, big.crs), (ztw, tw_tr, tw.crs),
+                         (demo.data, demo.transform, demo.crs)):
         dx = abs(tr.a)
         da = _da(dem, dx=dx, crs=crs, x0=tr.c, y0=tr.f)
         ref = terrain.zevenbergen_thorne(dem, dx, dx)
@@ -179,7 +185,7 @@ def test_real_dems_slope_threaded_and_cluster(shared_data, demo_store, cluster):
             for name in chunked.ZT_LAYERS:
                 _same(zt[name].values, ref[name])
             _same(dslope.values, dref)
-        assert np.isfinite(dref).mean() > 0.9
+        assert np.isfinite(dref).mean() > 0.5
 
 
 # --- SINMAP, factor of safety, SHALSTAB, TWI ----------------------------------------------------
