@@ -312,30 +312,54 @@ _NODES = 16  # coordinates are projected exactly every 16th sample, cubic in bet
 
 
 @functools.cache
-def _lagrange(n: int, step: int) -> np.ndarray:
-    """(n, n // step + 1) weights of 4-point Lagrange (cubic) interpolation from every
-    ``step``-th of ``n`` uniformly spaced samples to all of them."""
+def _lagrange(n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """4-point Lagrange (cubic) interpolation from every ``step``-th of ``n`` uniformly spaced
+    samples to all of them: per sample, the first of its 4 nodes and their (n, 4) weights."""
     nodes = (n - 1) // step + 1
-    w = np.zeros((n, nodes))
+    first = np.empty(n, np.int64)
+    w = np.zeros((n, 4))
     for k in range(n):
         s = k / step
         i = min(max(int(math.floor(s)) - 1, 0), nodes - 4)
+        first[k] = i
         for j in range(4):
-            w[k, i + j] = math.prod((s - (i + m)) / (j - m) for m in range(4) if m != j)
-    return w
+            w[k, j] = math.prod((s - (i + m)) / (j - m) for m in range(4) if m != j)
+    return first, w
+
+
+@njit(cache=True, nogil=True)
+def _cubic_tensor(coarse, first, w):
+    """The (n, n) grid from its every-step-th samples ``coarse``, separable 4-point Lagrange."""
+    n = len(first)
+    m = coarse.shape[1]
+    tmp = np.zeros((n, m))
+    for i in range(n):
+        for a in range(4):
+            wa = w[i, a]
+            row = first[i] + a
+            for j in range(m):
+                tmp[i, j] += wa * coarse[row, j]
+    out = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            c = first[j]
+            out[i, j] = (w[j, 0] * tmp[i, c] + w[j, 1] * tmp[i, c + 1] + w[j, 2] * tmp[i, c + 2]
+                         + w[j, 3] * tmp[i, c + 3])
+    return out
 
 
 def _project(source: _Source, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DEM-CRS coordinates of the grid ``lat`` (rows) x ``lon`` (columns). Exact (pyproj) on
-    every 16th row and column, cubic in between (two small matrix products), checked against
-    the exact projection at the middle of each 16 x 16 block; if any is off by more than 1e-6
-    of a DEM cell, every point is projected."""
+    every 16th row and column, cubic in between (numba), checked against the exact projection
+    at the middle of each 16 x 16 block; if any is off by more than 1e-6 of a DEM cell, every
+    point is projected."""
     n = len(lon)
     tr = source.transformer
     if n == len(lat) and n > 4 * _NODES and (n - 1) % _NODES == 0:
-        w = _lagrange(n, _NODES)
+        first, w = _lagrange(n, _NODES)
         xc, yc = tr.transform(*np.meshgrid(lon[::_NODES], lat[::_NODES]))
-        x, y = w @ xc @ w.T, w @ yc @ w.T
+        x = _cubic_tensor(np.asarray(xc, np.float64), first, w)
+        y = _cubic_tensor(np.asarray(yc, np.float64), first, w)
         mid = np.arange(_NODES // 2, n, _NODES)
         xm, ym = tr.transform(*np.meshgrid(lon[mid], lat[mid]))
         err = max(np.abs(x[np.ix_(mid, mid)] - xm).max(), np.abs(y[np.ix_(mid, mid)] - ym).max())
@@ -673,6 +697,8 @@ def warm_up() -> None:
     _border_sea(np.full((3, 3), np.nan), SEA_SHORE_MAX_M)
     lon, lat = sample_lonlat(12, 6830, 2590)
     tile_undulation(lat, lon)
+    first, w = _lagrange(SIZE + 1, _NODES)
+    _cubic_tensor(np.zeros((SIZE // _NODES + 1,) * 2), first, w)
 
 
 def _ranges(dems: Sequence[DemInfo], max_zoom: int) -> list[tuple[int, int, int, int]]:
