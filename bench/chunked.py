@@ -4,7 +4,8 @@
 Operations (each on the whole grid):
 
 * ``terrain``: Zevenbergen-Thorne slope, aspect, profile and plan curvature (halo 1);
-* ``dinf``: D-infinity slope of the DEM with TauDEM's undefined cells (halo 1);
+* ``dinf``: D-infinity slope of the DEM with TauDEM's undefined cells (halo 1; the generated DEM
+  is not depression-filled, which changes nothing for the slope, so the fill's cost stays out);
 * ``sinmap``: SINMAP stability index and saturation from slope and a specific catchment area
   (per cell, halo 0).
 * ``halo1``, ``halo10``, ``halo1sync``: the cost of halo exchange alone for an explicit time
