@@ -36,15 +36,23 @@ from gis.etl.ingest import NATIONAL_CRS, IngestValidationError, SourceSpec, inge
 @click.option("--rotation", type=float, default=0.0, show_default=True, metavar="DEG",
               help="IFC with --origin: model x axis from grid east, counter-clockwise.")
 @click.option("--skip-invalid", is_flag=True,
-              help="Load the valid records and leave the invalid ones out (default: refuse all).")
+              help="Load the valid records and leave the invalid ones out, with the rows of "
+                   "their extras tables, e.g. a left-out building's surfaces (default: refuse "
+                   "all).")
+@click.option("--repair", is_flag=True,
+              help="CityJSON: repair surface polygons that are invalid in their own plane "
+                   "(self-intersecting, hole outside its shell) with make_valid in that plane, "
+                   "and keep their buildings (each building's lineage says so), instead of "
+                   "reporting them as problems. Other formats: no effect.")
 @click.argument("sources", nargs=-1, type=click.Path(exists=True))
 @click.pass_context
 def command(ctx, store, manifest, layer, standard, crs, target_crs, access_grade, charge_class,
-            title, lod, origin, rotation, skip_invalid, sources):
+            title, lod, origin, rotation, skip_invalid, repair, sources):
     """Load SOURCES (or a --manifest) into the store, atomically.
 
     Every record is checked against its standard first; any problem stops the ingest with one
-    line per problem and leaves the store as it was (unless --skip-invalid).
+    line per problem and leaves the store as it was (unless --skip-invalid, which leaves the
+    invalid records out, or --repair, which repairs CityJSON surfaces that it can).
 
     \b
     $ ngis ingest --store basemap.gpkg --manifest build/demo/source/manifest.json
@@ -52,6 +60,7 @@ def command(ctx, store, manifest, layer, standard, crs, target_crs, access_grade
     $ ngis ingest --store basemap.gpkg --layer plateau_buildings --target-crs EPSG:6677 \\
         52397519_bldg_6697_op.gml
     $ ngis ingest --store basemap.gpkg --lod 2.2 3dbag_delft.city.jsonl
+    $ ngis ingest --store basemap.gpkg --target-crs EPSG:2056 --repair zurich_lod2.city.json
     $ ngis ingest --store basemap.gpkg --origin 250000,2650000,12 --rotation 30 \\
         --crs EPSG:3826 new_school.ifc
     """
@@ -67,7 +76,7 @@ def command(ctx, store, manifest, layer, standard, crs, target_crs, access_grade
                            hidden=not progress_enabled(ctx)) as bar:
         try:
             summaries = ingest(store, specs, target_crs=target_crs, skip_invalid=skip_invalid,
-                               progress=lambda _msg: bar.update(1))
+                               repair=repair, progress=lambda _msg: bar.update(1))
         except IngestValidationError as err:
             for report in err.reports:
                 for line in report.lines():
@@ -76,7 +85,9 @@ def command(ctx, store, manifest, layer, standard, crs, target_crs, access_grade
             sys.exit(1)
     if not quiet:
         for s in summaries:
-            extra = f" ({s.rejected} invalid left out)" if s.rejected else ""
+            dropped = "".join(f", {n} {table} row(s) with them"
+                              for table, n in s.extras_dropped.items() if n)
+            extra = f" ({s.rejected} invalid left out{dropped})" if s.rejected else ""
             unit = "cells" if s.kind == "dem" else "records"
             click.echo(f"{s.name}: {s.records} {unit}{extra}")
         click.echo(f"store: {store}", err=True)

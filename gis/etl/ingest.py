@@ -1,4 +1,17 @@
-"""``ngis ingest``: sources -> standards check -> national CRS -> base-map store + catalogue."""
+"""``ngis ingest``: sources -> standards check -> national CRS -> base-map store + catalogue.
+
+Invalid records: by default one invalid record refuses the whole batch (nothing is written);
+with ``skip_invalid`` the invalid records are left out, and so are the rows of the layer's
+extras tables (e.g. ``buildings_surfaces``) that belong to them (their ``<standard>_id``,
+``building_id`` for buildings), so no extras row is left pointing at a record that is not in
+the store. The summary and the catalogue lineage count both.
+
+Repairs: ``repair`` (``--repair``, or ``repair: true`` in a manifest source) asks the reader to
+repair what it knows how to repair instead of reporting it. CityJSON: every surface polygon that
+is invalid in its own plane is repaired there with ``make_valid``
+(:func:`gis.io.cityjson.repair_surfaces`) and the Building kept, its ``lineage`` saying so; other
+formats have no repairs and read as usual.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +67,8 @@ class SourceSpec:
         lod: CityJSON sources: the LOD to read (``2.2``; default the highest up to 2.x).
         origin: IFC sources without usable georeferencing: ``"E,N,H"`` of the model origin in
             ``crs``; ``rotation``: its x axis from grid east, counter-clockwise, degrees.
+        repair: Repair what the reader can repair (CityJSON: surface polygons invalid in their
+            plane) instead of reporting it (default: the ingest's setting).
     """
 
     path: str
@@ -68,17 +83,28 @@ class SourceSpec:
     lod: str | None = None
     origin: str | None = None
     rotation: float | None = None
+    repair: bool | None = None
 
 
 @dataclass
 class LayerSummary:
-    """What one store layer got."""
+    """What one store layer got.
+
+    Attributes:
+        name, kind: Store layer and ``vector`` or ``dem``.
+        records: Records (cells for a DEM) written.
+        rejected: Invalid records left out (``skip_invalid``).
+        sources: The source files.
+        extras_dropped: Extras table (e.g. ``buildings_surfaces``) -> rows left out with the
+            rejected records they belong to.
+    """
 
     name: str
     kind: str
     records: int
     rejected: int
     sources: list[str]
+    extras_dropped: dict[str, int] = field(default_factory=dict)
 
 
 class IngestValidationError(DataError):
@@ -118,8 +144,8 @@ def load_manifest(path: str | os.PathLike) -> list[SourceSpec]:
 
 
 def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONAL_CRS,
-           skip_invalid: bool = False, progress: Callable[[str], None] | None = None
-           ) -> list[LayerSummary]:
+           skip_invalid: bool = False, repair: bool = False,
+           progress: Callable[[str], None] | None = None) -> list[LayerSummary]:
     """Load sources into the store in one atomic write.
 
     Args:
@@ -127,7 +153,10 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
         specs: The sources.
         target_crs: The store CRS for these layers.
         skip_invalid: Load the valid records and leave out the others (reported in the
-            lineage), instead of refusing the whole batch.
+            lineage), with the rows of extras tables that belong to them, instead of refusing
+            the whole batch.
+        repair: Have the readers repair what they can (CityJSON surfaces invalid in their
+            plane) instead of reporting it; a source's own ``repair`` wins.
         progress: Called with a short message as each source is done.
 
     Returns:
@@ -147,14 +176,15 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
             rasters.append(_prepare_dem(spec, target))
         else:
             skip = skip_invalid if spec.skip_invalid is None else spec.skip_invalid
-            for lyr, report, frame in _prepare_vector(spec, target, skip):
+            fix = repair if spec.repair is None else bool(spec.repair)
+            for lyr, report, frame in _prepare_vector(spec, target, skip, fix):
                 if report.issues and not skip:
                     failed.append(report)
                     continue
                 name = spec.layer or standards.load(report.standard).layer or lyr.name
                 slot = pending.setdefault(name, {"frames": [], "extras": {}, "specs": [],
                                                  "standard": report.standard, "rejected": 0,
-                                                 "files": [], "crs": target})
+                                                 "files": [], "crs": target, "dropped": {}})
                 if slot["standard"] != report.standard:
                     raise DataError(f"layer {name!r} gets both {slot['standard']} and "
                                     f"{report.standard} records", path=spec.path)
@@ -167,6 +197,11 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
                 slot["rejected"] += report.bad_records
                 slot["files"].append(_describe_file(spec.path, len(lyr.frame), lyr.crs, lyr))
                 for key, extra in lyr.extras.items():
+                    if len(frame) < len(lyr.frame):  # records left out: their rows go too
+                        extra, n = _drop_orphans(extra, lyr.frame, frame, report.standard)
+                        if n:
+                            table = f"{name}_{key}"
+                            slot["dropped"][table] = slot["dropped"].get(table, 0) + n
                     slot["extras"].setdefault(key, []).append(_to_crs(extra, target, spec.path))
         if progress:
             progress(os.path.basename(spec.path))
@@ -184,11 +219,12 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
             vectors.append(VectorLayer(f"{name}_{key}", gpd.GeoDataFrame(
                 pd.concat(parts, ignore_index=True), geometry="geometry", crs=target), None))
         meta = _merge_metadata(slot["specs"])
-        lineage = _lineage(slot["files"], slot["standard"], target, slot["rejected"])
+        lineage = _lineage(slot["files"], slot["standard"], target, slot["rejected"],
+                           dropped=slot["dropped"])
         records.append(make_record(name, frame=frame, standard=slot["standard"], crs=target,
                                    lineage=lineage, metadata=meta, when=now))
         summaries.append(LayerSummary(name, "vector", len(frame), slot["rejected"],
-                                      [s.path for s in slot["specs"]]))
+                                      [s.path for s in slot["specs"]], dict(slot["dropped"])))
     for _spec, raster, _ in rasters:
         summaries.append(LayerSummary(raster.name, "dem", raster.shape[0] * raster.shape[1], 0,
                                       [spec.path]))
@@ -204,10 +240,11 @@ def ingest(store_uri: str, specs: list[SourceSpec], *, target_crs: str = NATIONA
     return summaries
 
 
-def _prepare_vector(spec: SourceSpec, target: CRS, skip_invalid: bool):
+def _prepare_vector(spec: SourceSpec, target: CRS, skip_invalid: bool, repair: bool = False):
     layers = read_source(spec.path, standard=spec.standard, layer=spec.source_layer, crs=spec.crs,
                          lod=None if spec.lod is None else str(spec.lod),
-                         origin=_origin(spec), rotation=float(spec.rotation or 0.0))
+                         origin=_origin(spec), rotation=float(spec.rotation or 0.0),
+                         repair=repair)
     for lyr in layers:
         report = validate_layer(lyr, spec.standard)
         if any(i.row < 0 for i in report.issues):  # layer-wide (no CRS): never skippable
@@ -223,6 +260,28 @@ def _prepare_vector(spec: SourceSpec, target: CRS, skip_invalid: bool):
             _check_area(frame, target, spec.path)
             frame = _to_crs(frame, target, spec.path)
         yield lyr, report, frame
+
+
+def _drop_orphans(extra: gpd.GeoDataFrame, read: gpd.GeoDataFrame, kept: gpd.GeoDataFrame,
+                  standard: str) -> tuple[gpd.GeoDataFrame, int]:
+    """An extras table without the rows of records that were read but left out.
+
+    The rows point at their record through ``<standard>_id`` (``building_id``: the Building's
+    ``id``); a table without that column is kept whole. An id that is both left out and kept
+    (duplicate ids in one source) keeps its rows: they still have a record to belong to.
+
+    Returns:
+        (the table, the number of rows dropped).
+    """
+    column = f"{standard}_id"
+    id_field = standards.load(standard).id_field
+    if column not in extra.columns or id_field not in read.columns:
+        return extra, 0
+    gone = set(read[id_field].dropna()) - set(kept[id_field].dropna())
+    if not gone:
+        return extra, 0
+    drop = extra[column].isin(gone).to_numpy()
+    return (extra[~drop] if drop.any() else extra), int(drop.sum())
 
 
 def _to_crs(frame: gpd.GeoDataFrame, target: CRS, path: str) -> gpd.GeoDataFrame:
@@ -292,12 +351,14 @@ def _describe_file(path: str, count: int, crs, layer, unit: str = "records") -> 
 
 
 def _lineage(files: list[str], standard: str | None, target: CRS, rejected: int,
-             note: str | None = None) -> str:
+             note: str | None = None, dropped: dict[str, int] | None = None) -> str:
     parts = [f"Sources: {'; '.join(files)}."]
     if standard:
         parts.append(f"Checked against {standards.load(standard).urn}.")
     if rejected:
-        parts.append(f"{rejected} invalid record(s) left out.")
+        extra = ", ".join(f"{n} {table} row(s)" for table, n in (dropped or {}).items() if n)
+        parts.append(f"{rejected} invalid record(s) left out"
+                     + (f", with their {extra}." if extra else "."))
     if note:
         parts.append(note[0].upper() + note[1:] + ".")
     parts.append(f"Reprojected to {target.to_string()} with PROJ {pyproj.proj_version_str}; "

@@ -52,7 +52,7 @@ def _sniff_xml(path: str) -> str | None:
 def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: str | None = None,
                 crs: str | None = None, lod: str | None = None,
                 origin: tuple[float, float, float] | None = None,
-                rotation: float = 0.0) -> list[SourceLayer]:
+                rotation: float = 0.0, repair: bool = False) -> list[SourceLayer]:
     """Read a vector source into standard-shaped layers.
 
     Args:
@@ -66,6 +66,9 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
         lod: CityJSON: the LOD to read (``2.2``, ``2``; default the highest up to 2.x).
         origin: IFC: map E, N, H of the model origin, overriding the model's georeferencing.
         rotation: IFC with ``origin``: model x axis from grid east, counter-clockwise, degrees.
+        repair: CityJSON: repair surface polygons that are invalid in their plane
+            (``make_valid`` there, noted in the building's lineage) instead of reporting them
+            (:func:`gis.io.cityjson.read_cityjson`); other formats have no repairs and ignore it.
 
     Returns:
         The layers read, each with ``standard`` set where the reader or a profile knows it.
@@ -82,7 +85,8 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
         raise UnknownFormatError("is a directory, not a data file", path=p)
     if is_raster_path(p):
         raise UnknownFormatError("is a raster; DEMs are read with read_dem", path=p)
-    layers = _read_any(p, standard, layer, lod=lod, origin=origin, rotation=rotation, crs=crs)
+    layers = _read_any(p, standard, layer, lod=lod, origin=origin, rotation=rotation, crs=crs,
+                       repair=repair)
     forced = parse_crs(crs)
     out = []
     for lyr in layers:
@@ -100,7 +104,7 @@ def read_source(path: str | os.PathLike, *, standard: str | None = None, layer: 
 
 def _read_any(p: str, standard: str | None, layer: str | None, *, lod: str | None = None,
               origin: tuple[float, float, float] | None = None, rotation: float = 0.0,
-              crs: str | None = None) -> list[SourceLayer]:
+              crs: str | None = None, repair: bool = False) -> list[SourceLayer]:
     suffix = Path(p).suffix.lower()
     if suffix in (".gml", ".xml", ".citygml"):
         kind = _sniff_xml(p)
@@ -114,7 +118,7 @@ def _read_any(p: str, standard: str | None, layer: str | None, *, lod: str | Non
         from gis.io.cityjson import is_cityjson, read_cityjson
 
         if is_cityjson(p):
-            return [read_cityjson(p, lod=lod)]
+            return [read_cityjson(p, lod=lod, repair=repair)]
     if suffix == ".ifc":
         from gis.io.ifc import read_ifc
 
