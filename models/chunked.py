@@ -189,14 +189,22 @@ def map_halo(kernel: Callable[..., np.ndarray | Sequence[np.ndarray]], *arrays: 
         if a.shape != first.shape:
             raise ValueError(f"arrays differ in shape: {a.shape} and {first.shape}")
     chunks = first.chunks
-    work = chunks
-    if depth > 0:   # every chunk must be at least the halo wide (else merge neighbours)
-        work = tuple(ensure_minimum_chunksize(depth, c) for c in chunks)
     bounds = boundary if isinstance(boundary, (list, tuple)) else [boundary] * len(arrays)
+    small = depth > min(first.shape)    # the halo is wider than the grid: one padded block
+    if small:
+        work = tuple((n,) for n in first.shape)
+    elif depth > 0:   # every chunk must be at least the halo wide (else merge neighbours)
+        work = tuple(ensure_minimum_chunksize(depth, c) for c in chunks)
+    else:
+        work = chunks
     ext = []
     for a, b in zip(arrays, bounds):
         a = a.rechunk(work)
-        if depth > 0:
+        if small:
+            a = a.map_blocks(lambda x, v=b: np.pad(x, depth, constant_values=v),
+                             chunks=tuple((n + 2 * depth,) for n in first.shape),
+                             dtype=a.dtype)
+        elif depth > 0:
             a = overlap(a, depth={0: depth, 1: depth}, boundary={0: b, 1: b},
                         allow_rechunk=False)
         ext.append(a)

@@ -331,3 +331,15 @@ def test_wide_halo_iteration_equals_in_memory_steps(every, rows, cols):
     _same(res, ref)
     assert np.nansum(res) == pytest.approx(np.nansum(u0), rel=1e-12)   # mass conserved
     assert not np.allclose(res, u0, equal_nan=True)                    # it did diffuse
+
+
+def test_wide_halo_wider_than_the_grid():
+    """A halo wider than the whole grid (3 x 4 cells, 6 steps per exchange): one padded block."""
+    u0 = np.arange(12, dtype=np.float64).reshape(3, 4) ** 2
+    u0[1, 2] = np.nan
+    ref = u0.copy()
+    for t in range(7):
+        ref = _diffuse(ref, t)
+    out = chunked.iterate_wide_halo(_diffuse, _chunk(_da(u0), 1, 3), 7, every=6)
+    _same(chunked.compute(out).values, ref)
+    assert out.chunks == ((1, 1, 1), (3, 1))
