@@ -52,13 +52,44 @@ def _pg_type(series: pd.Series) -> str:
 
 
 def _copy_text(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):  # NaN, NA, NaT
         return r"\N"
     if isinstance(value, (bool, np.bool_)):
         return "t" if value else "f"
     text = str(value)
     return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
             .replace("\r", "\\r"))
+
+
+#: Rows per COPY statement: the text of a batch is built in memory, never the whole layer.
+COPY_BATCH = 50_000
+
+
+def _copy_column(series: pd.Series) -> np.ndarray:
+    """A column as COPY text fields (object array of str): what :func:`_copy_text` gives per
+    value, vectorised for the common types (numbers, booleans, plain strings)."""
+    null = series.isna().to_numpy()
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        out = np.where(series.fillna(False).to_numpy(dtype=bool), "t", "f").astype(object)
+    elif pd.api.types.is_integer_dtype(dtype):
+        out = np.empty(len(series), dtype=object)
+        out[~null] = series[~null].to_numpy(dtype=np.int64).astype(str)
+    elif pd.api.types.is_float_dtype(dtype):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        out = values.astype(str).astype(object)  # shortest repr, as str() of each value
+    elif isinstance(dtype, pd.StringDtype) or (
+            dtype == object and all(type(v) is str for v in series[~null])):
+        text = series[~null].astype("str")
+        for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+            if text.str.contains(char, regex=False).any():
+                text = text.str.replace(char, escaped, regex=False)
+        out = np.empty(len(series), dtype=object)
+        out[~null] = text.to_numpy(dtype=object)
+    else:
+        return np.array([_copy_text(v) for v in series], dtype=object)
+    out[null] = r"\N"
+    return out
 
 
 class PostGISStore(Store):
@@ -117,21 +148,20 @@ class PostGISStore(Store):
                  for c in columns]
         defs.append(sql.SQL("geom geometry(Geometry, {})").format(sql.Literal(srid)))
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(defs)))
-        wkb = shapely.to_wkb(shapely.set_srid(frame.geometry.values, srid), hex=True,
-                             include_srid=True)
-        buf = io.StringIO()
-        values = [frame[c].astype(object).to_numpy() for c in columns]
-        for i in range(len(frame)):
-            row = [_copy_text(v[i]) for v in values]
-            row.append(r"\N" if wkb[i] is None else wkb[i])
-            buf.write("\t".join(row))
-            buf.write("\n")
-        buf.seek(0)
         target = sql.SQL("{} ({})").format(table, sql.SQL(", ").join(
             [sql.Identifier(c) for c in columns] + [sql.Identifier("geom")]))
-        cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(target).as_string(cur), buf)
+        copy = sql.SQL("COPY {} FROM STDIN").format(target).as_string(cur)
+        geoms = shapely.set_srid(frame.geometry.values, srid)
+        for start in range(0, len(frame), COPY_BATCH):  # memory bounded by a batch
+            part = slice(start, start + COPY_BATCH)
+            cols = [_copy_column(frame[c].iloc[part]) for c in columns]
+            wkb = shapely.to_wkb(geoms[part], hex=True, include_srid=True)
+            cols.append(np.where(pd.isna(wkb), r"\N", wkb).astype(object))
+            buf = io.StringIO("\n".join(map("\t".join, zip(*cols))) + "\n")
+            cur.copy_expert(copy, buf)
         cur.execute(sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(
             sql.Identifier(f"{layer.name}_geom_gist"), table))
+        cur.execute(sql.SQL("ANALYZE {}").format(table))  # planner statistics for bbox queries
 
     def _write_raster(self, cur, raster: RasterLayer) -> None:
         table = self._table(raster.name)

@@ -55,6 +55,7 @@ elevation models on desktops or clusters", Environmental Modelling & Software 92
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -237,6 +238,21 @@ class TileStore:
         self.fill = np.nan if np.issubdtype(self.dtype, np.floating) else 0
         shutil.rmtree(self.path, ignore_errors=True)  # never read a tile of an earlier run
         os.makedirs(self.path)
+        with open(os.path.join(self.path, "store.json"), "w") as fh:
+            json.dump({"shape": self.shape, "dtype": self.dtype.str, "tile": self.tile}, fh)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> TileStore:
+        """An existing store, as written (nothing cleared)."""
+        with open(os.path.join(str(path), "store.json")) as fh:
+            meta = json.load(fh)
+        store = cls.__new__(cls)
+        store.path = str(path)
+        store.shape = tuple(meta["shape"])
+        store.dtype = np.dtype(meta["dtype"])
+        store.tile = int(meta["tile"])
+        store.fill = np.nan if np.issubdtype(store.dtype, np.floating) else 0
+        return store
 
     def _file(self, i: int, j: int) -> str:
         return os.path.join(self.path, f"{i}_{j}.npy")
