@@ -211,6 +211,48 @@ def test_cli_local_cluster_equals_in_memory(dem_tif, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("ngis-tiled-")]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_cli_on_a_running_scheduler(dem_tif, tmp_path):
+    """``--scheduler ADDRESS``: a dask scheduler and a worker started as their own programs
+    (as on a cluster, sharing this file system), the same result as in memory."""
+    import os
+    import time
+
+    dask_cli = os.path.join(os.path.dirname(sys.executable), "dask")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", "127.0.0.1:0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(1.0)
+        procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
+                                       "--host", "127.0.0.1", "--dashboard-address",
+                                       "127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, cwd=str(tmp_path)))
+        out, mem = tmp_path / "acc.tif", tmp_path / "mem.tif"
+        r = run_cli("accumulate", "--dem", dem_tif, "--out", out, "--tile", 100,
+                    "--scheduler", address, "--work-dir", tmp_path / "shared")
+        assert r.returncode == 0, r.stderr
+        assert run_cli("accumulate", "--dem", dem_tif, "--out", mem).returncode == 0
+        with rasterio.open(mem) as a, rasterio.open(out) as b:
+            assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
+        assert list((tmp_path / "shared").iterdir()) == []  # scratch tiles removed
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+
+
 @pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")  # rioxarray
 def test_cli_zarr_out_opens_in_xarray(dem_tif, tmp_path):
     import rioxarray  # noqa: F401
