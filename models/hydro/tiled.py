@@ -198,6 +198,33 @@ class ZarrSource:
         return _padded(self._arr, self.shape, r0, r1, c0, c1, self.dtype)
 
 
+class DataArraySource:
+    """A 2-D xarray DataArray (numpy- or dask-backed, e.g. opened with ``chunks=``) read by
+    windows; a numeric nodata value (``rio.nodata`` / ``_FillValue``) becomes NaN."""
+
+    def __init__(self, da):
+        if da.ndim != 2:
+            raise ValueError(f"expected a 2-D DataArray, got dims {da.dims}")
+        self.da = da
+        self.shape = tuple(da.shape)
+        self.dtype = np.dtype(np.float64 if da.dtype == np.float64 else (
+            da.dtype if np.issubdtype(da.dtype, np.integer) and da.dtype.itemsize == 1
+            else np.float32))
+        nodata = getattr(da.rio, "nodata", None) if hasattr(da, "rio") else None
+        if nodata is None:
+            nodata = da.attrs.get("_FillValue")
+        self.nodata = None if nodata is None or np.isnan(nodata) else nodata
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        q0, q1, p0, p1 = max(r0, 0), min(r1, self.shape[0]), max(c0, 0), min(c1, self.shape[1])
+        block = np.asarray(self.da.isel({self.da.dims[0]: slice(q0, q1),
+                                         self.da.dims[1]: slice(p0, p1)}).values)
+        if self.nodata is not None and np.issubdtype(self.dtype, np.floating):
+            block = np.where(block == self.nodata, np.nan, block)
+        return _padded(block.astype(self.dtype, copy=False), (q1 - q0, p1 - p0),
+                       r0 - q0, r1 - q0, c0 - p0, c1 - p0, self.dtype)
+
+
 class FiniteWeights:
     """1 where a source is finite, 0 elsewhere (nodata cells carry no weight, as in the CLI)."""
 

@@ -102,3 +102,59 @@ def hand(dem: xr.DataArray, threshold: float, *, filled: xr.DataArray | None = N
     acc = hydro.accumulate_d8(dirs, weights=(~np.isnan(z)).astype(np.float64), order=order)
     streams = hydro.extract_streams(acc, threshold)
     return _like(dem, hydro.hand(f, dirs, streams, order=order), "hand")
+
+
+# --- tiled (larger than memory): chunked DataArrays in, chunked DataArrays out -----------------
+
+def _tiled_out(store, like: xr.DataArray, name: str, nodata) -> xr.DataArray:
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    out = store.dataarray(name=name)
+    out = out.assign_coords({like.dims[0]: like[like.dims[0]], like.dims[1]: like[like.dims[1]]})
+    out = out.rename({"y": like.dims[0], "x": like.dims[1]})
+    if like.rio.crs is not None:
+        out = out.rio.write_crs(like.rio.crs)
+    out = out.rio.write_transform(like.rio.transform())
+    if nodata is not None:
+        out = out.rio.write_nodata(nodata, encoded=False)
+    return out
+
+
+def fill_tiled(dem: xr.DataArray, work_dir: str, *, tile: int = 2048,
+               sea_level: float | None = None, executor=None) -> xr.DataArray:
+    """:func:`models.hydro.tiled.fill_tiled` on a DataArray (e.g. ``rioxarray.open_rasterio(path,
+    chunks=...)``, read window by window): the filled DEM as a dask-backed DataArray, one chunk
+    per tile, whose tiles live in ``work_dir/filled`` (keep the folder while you use it)."""
+    from models.hydro import tiled
+
+    src = tiled.DataArraySource(dem)
+    store = tiled.TileStore(f"{work_dir}/filled", src.shape, src.dtype, tile)
+    tiled.fill_tiled(src, store, sea_level=sea_level, executor=executor)
+    return _tiled_out(store, dem, "filled", np.nan)
+
+
+def d8_tiled(filled: xr.DataArray, work_dir: str, *, tile: int = 2048,
+             sea_level: float | None = None, executor=None) -> xr.DataArray:
+    """ESRI D8 codes of a filled DataArray, tile by tile (:func:`models.hydro.tiled.d8_tiled`),
+    as a dask-backed DataArray in ``work_dir/d8``."""
+    from models.hydro import tiled
+
+    dx, dy = _cell(filled)
+    src = tiled.DataArraySource(filled)
+    store = tiled.TileStore(f"{work_dir}/d8", src.shape, np.uint8, tile)
+    tiled.d8_tiled(src, store, dx, dy, sea_level=sea_level, executor=executor)
+    return _tiled_out(store, filled, "d8", None)
+
+
+def accumulation_tiled(filled: xr.DataArray, d8: xr.DataArray, work_dir: str, *,
+                       tile: int = 2048, executor=None) -> xr.DataArray:
+    """D8 accumulation (cells; nodata cells weigh 0, as :func:`accumulation`), tile by tile
+    (:func:`models.hydro.tiled.accumulate_tiled`), as a dask-backed DataArray in
+    ``work_dir/acc`` (float64; NaN is not written into nodata cells here)."""
+    from models.hydro import tiled
+
+    src = tiled.DataArraySource(d8)
+    store = tiled.TileStore(f"{work_dir}/acc", src.shape, np.float64, tile)
+    tiled.accumulate_tiled(src, store, weights=tiled.FiniteWeights(
+        tiled.DataArraySource(filled)), executor=executor)
+    return _tiled_out(store, d8, "accumulation_d8", None)

@@ -272,6 +272,32 @@ def test_cli_zarr_out_opens_in_xarray(dem_tif, tmp_path):
         assert d8.rio.transform() == ref.transform
 
 
+@pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")  # rioxarray
+def test_chunked_dataarrays_in_and_out(dem_tif, tmp_path):
+    """rioxarray opens the DEM lazily in chunks; the tiled wrappers return dask-backed
+    DataArrays (a chunk per tile) on the same grid, equal to the in-memory wrappers."""
+    import rioxarray
+
+    from models.hydro import xr as hxr
+
+    dem = rioxarray.open_rasterio(dem_tif, chunks={"band": 1, "y": 96, "x": 96})
+    dem = dem.squeeze("band", drop=True)
+    filled = hxr.fill_tiled(dem, str(tmp_path), tile=96)
+    assert filled.chunks == ((96, 96, 58), (96, 96, 96, 12))
+    d8 = hxr.d8_tiled(filled, str(tmp_path), tile=96)
+    acc = hxr.accumulation_tiled(filled, d8, str(tmp_path), tile=96)
+    ref_dem = dem.load()
+    assert np.array_equal(filled.values, hxr.fill(ref_dem).values, equal_nan=True)
+    assert np.array_equal(d8.values, hxr.d8(hxr.fill(ref_dem)).values)
+    want = hxr.accumulation(hxr.fill(ref_dem), "d8").values
+    got = acc.values
+    valid = ~np.isnan(want)
+    assert np.array_equal(got[valid], want[valid])
+    for out in (filled, d8, acc):
+        assert out.rio.crs == dem.rio.crs and out.rio.transform() == dem.rio.transform()
+        assert np.array_equal(out.x, dem.x) and np.array_equal(out.y, dem.y)
+
+
 def test_cli_refusals(dem_tif, tmp_path):
     out = tmp_path / "x.tif"
     r = run_cli("fill", "--dem", dem_tif, "--out", out, "--workers", 2)
