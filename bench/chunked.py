@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         if sync and ten:
             print(f"halo exchange + global reduction per step, {path}: "
                   f"{(sync['s'] - ten['s']) / (EXCHANGE_STEPS - 1) * 1e3:.0f} ms per step")
+    for op in ops:                                  # the in-memory references of this run
+        shutil.rmtree(args.cache / f"chunked-ref-{args.size}-{op}.zarr", ignore_errors=True)
     print("B/cell = (inputs held + driver peak above its level before the run) / cells; worker MB"
           " = peak resident set of one LocalCluster worker process; x memory = time / in-memory"
           " time.")
