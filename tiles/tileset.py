@@ -13,8 +13,10 @@ Choices (see also :mod:`tiles.tiling`):
   frame in ECEF (:mod:`tiles.placement`), so the same content works in explicit and implicit
   tilesets (implicit tiles cannot have per-tile transforms) and in b3dm. ``region`` volumes are
   EPSG:4979 and unaffected by transforms anyway.
-* **Refinement**: ``ADD`` on the root (inherited), largest features in coarse tiles; explicit
-  tiles also give ``content.boundingVolume`` (the content's own region).
+* **Refinement**: ``ADD`` on the root (inherited), largest features in coarse tiles; a tile
+  whose :attr:`tiles.tiling.Tile.refine` is set says so (explicit tilesets only); explicit
+  tiles also give ``content.boundingVolume`` (the content's own region). A variant tile
+  (:attr:`tiles.tiling.Tile.variant`) has its content at ``content/L/X/Y.{variant}.{ext}``.
 * **Metadata**: feature metadata lives in each glb (EXT_structural_metadata), so an explicit 1.1
   tileset needs no tileset ``schema``; an implicit one declares the ``tile``/``content`` classes
   used by its subtree property tables (:mod:`tiles.implicit`).
@@ -68,7 +70,7 @@ class WriteReport:
         contents: Tiles with content.
         written: Contents encoded this time.
         reused: Contents taken over from the previous tileset.
-        features: Features placed.
+        features: Features placed (each once: variant tiles draw theirs again).
         bytes: Bytes of content and subtree files as stored.
     """
 
@@ -82,8 +84,15 @@ class WriteReport:
 
 
 def content_uri(t: Tile, ext: str) -> str:
-    """Relative URI of a tile's content."""
-    return CONTENT_TEMPLATE.format(level=t.level, x=t.x, y=t.y, ext=ext)
+    """Relative URI of a tile's content (``content/L/X/Y.{variant}.{ext}`` for a variant)."""
+    return CONTENT_TEMPLATE.format(level=t.level, x=t.x, y=t.y,
+                                   ext=f"{t.variant}.{ext}" if t.variant else ext)
+
+
+def _variant(t: Tile) -> dict[str, str]:
+    """Keyword arguments of the content writer's calls for ``t``: none for a quadtree tile (so
+    writers without variants, like :class:`tiles.content.MeshContent`, work as they are)."""
+    return {"variant": t.variant} if t.variant else {}
 
 
 def _region(r) -> dict[str, list[float]]:
@@ -93,8 +102,9 @@ def _region(r) -> dict[str, list[float]]:
 def _tile_json(t: Tile, ext: str, root: bool) -> dict[str, Any]:
     d: dict[str, Any] = {"boundingVolume": _region(t.region),
                          "geometricError": float(t.geometric_error)}
-    if root:
-        d["refine"] = "ADD"
+    refine = t.refine if t.refine is not None else ("ADD" if root else None)
+    if refine is not None:
+        d["refine"] = refine
     if t.has_content:
         d["content"] = {"uri": content_uri(t, ext), "boundingVolume": _region(t.content_region)}
     if t.children:
@@ -146,7 +156,8 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
             ``gzipped = True`` it hands over content already gzip-compressed (``gzip`` runs
             the compression on its workers then); with a ``place(features, target)`` method
             returning True it has put the content file at ``target`` itself (moved from where
-            its workers wrote it).
+            its workers wrote it). For a variant tile (:attr:`tiles.tiling.Tile.variant`) its
+            ``digest``, ``write`` and ``place`` are called with ``variant=`` too.
         version: ``1.1`` (glb or b3dm content) or ``1.0`` (b3dm content only).
         implicit: Write QUADTREE implicit tiling with binary subtrees (1.1 only).
         gzip: Store content and subtree files gzip-compressed (same names).
@@ -156,7 +167,8 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
         A :class:`WriteReport`.
 
     Raises:
-        ValueError: Bad version / format / implicit combination, or an unsound tree.
+        ValueError: Bad version / format / implicit combination, or an unsound tree (or an
+            implicit one with variant tiles or per-tile refinement, which it cannot express).
         FileExistsError: ``out_dir`` is a non-empty directory we did not write.
     """
     ext = content_writer.extension
@@ -167,6 +179,8 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
     problems = check_tree(tree)
     if problems:
         raise ValueError("unsound tile tree: " + "; ".join(problems[:5]))
+    if implicit and any(t.variant or t.refine not in (None, "ADD") for t in tree.root.walk()):
+        raise ValueError("implicit tiling cannot hold variant tiles or REPLACE refinement")
     out = Path(out_dir)
     prev = _read_manifest(out) if out.is_dir() else None
     if out.exists() and (not out.is_dir() or (prev is None and any(out.iterdir()))):
@@ -189,7 +203,8 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
             uri = content_uri(t, ext)
             target = tmp / uri
             target.parent.mkdir(parents=True, exist_ok=True)
-            h = content_writer.digest(t.features)
+            kw = _variant(t)
+            h = content_writer.digest(t.features, **kw)
             old = old_by_hash.get(h)
             if old is not None and (out / old).is_file():
                 try:
@@ -199,15 +214,15 @@ def write_tileset(tree: TileTree, out_dir: str | os.PathLike, content_writer: Co
                 reused += 1
             else:
                 place = getattr(content_writer, "place", None)
-                if place is None or not place(t.features, target):
-                    data = content_writer.write(t.features)
+                if place is None or not place(t.features, target, **kw):
+                    data = content_writer.write(t.features, **kw)
                     if gzip and not getattr(content_writer, "gzipped", False):
                         data = gzip_module.compress(data, compresslevel=9, mtime=0)
                     target.write_bytes(data)
                 written += 1
             size = target.stat().st_size
             stored += size
-            features += len(t.features)
+            features += 0 if t.variant else len(t.features)  # a variant draws them again
             entries[uri] = {"hash": h, "features": int(len(t.features)), "bytes": size}
         tileset: dict[str, Any] = {"asset": {"version": version, "generator": GENERATOR},
                                    "geometricError": float(tree.geometric_error)}

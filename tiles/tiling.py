@@ -23,12 +23,18 @@ Rules (see :func:`build_tileset`):
   a node's region is the union of its content's and its children's, so children lie inside
   parents by construction (checked by :func:`check_tree`). No antimeridian handling (not needed
   for Taiwan / Japan).
+* **Refinement per tile**: :func:`build_tileset` leaves every :attr:`Tile.refine` None (inherit:
+  the whole tree refines by ADD, which :mod:`tiles.tileset` writes on the root). A caller may set
+  ``REPLACE`` on a tile whose content gives way to its children, and hang below it a *variant*
+  tile (:attr:`Tile.variant`): the same place (level, x, y) and features drawn another way, e.g.
+  the BIM detail of :mod:`gis.etl.tiles_job`, which then says ``ADD`` again for its subtree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -54,6 +60,12 @@ class Tile:
         content_region: Bounding region of the content alone (None without content).
         geometric_error: Metres.
         children: Child tiles.
+        refine: ``ADD`` or ``REPLACE`` for this tile and (unless they say otherwise) its
+            descendants; None inherits the parent's (the root's default is ``ADD``).
+        variant: ``""`` for a quadtree tile. A name (e.g. ``"detail"``) marks a tile at its
+            parent's (level, x, y) whose content is another rendering of the same features:
+            its content is ``content/L/X/Y.{variant}.{ext}``, and the content writer is asked
+            for it with ``variant=`` (:func:`tiles.tileset.write_tileset`).
     """
 
     level: int
@@ -64,6 +76,8 @@ class Tile:
     content_region: np.ndarray | None = None
     geometric_error: float = 0.0
     children: list[Tile] = field(default_factory=list)
+    refine: Literal["ADD", "REPLACE"] | None = None
+    variant: str = ""
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -273,7 +287,8 @@ def _finish(root: Tile, size: np.ndarray) -> None:
 
 def check_tree(tree: TileTree, tol: float = 1e-12) -> list[str]:
     """Problems with a tree: children outside parents, content outside its tile, errors not
-    strictly decreasing, coordinates not following the quadtree rule.
+    strictly decreasing, coordinates not following the quadtree rule (a variant child sits at
+    its parent's coordinates instead), unknown refinement.
 
     Returns:
         Human-readable problems (empty when the tree is sound).
@@ -282,12 +297,18 @@ def check_tree(tree: TileTree, tol: float = 1e-12) -> list[str]:
     for t in tree.root.walk():
         if t.content_region is not None and not contains(t.region, t.content_region, tol):
             problems.append(f"tile {t.key}: content region outside the tile region")
+        if t.refine not in (None, "ADD", "REPLACE"):
+            problems.append(f"tile {t.key}: refine {t.refine!r} is neither ADD nor REPLACE")
         for ch in t.children:
             if not contains(t.region, ch.region, tol):
                 problems.append(f"tile {ch.key}: region outside parent {t.key}")
             if not ch.geometric_error < t.geometric_error:
                 problems.append(f"tile {ch.key}: geometric error {ch.geometric_error} not below "
                                 f"parent's {t.geometric_error}")
-            if (ch.level, ch.x // 2, ch.y // 2) != (t.level + 1, t.x, t.y):
+            if ch.variant:
+                if ch.key != t.key:
+                    problems.append(f"tile {ch.key}: {ch.variant} variant not at its parent's "
+                                    f"place {t.key}")
+            elif (ch.level, ch.x // 2, ch.y // 2) != (t.level + 1, t.x, t.y):
                 problems.append(f"tile {ch.key}: not a quadtree child of {t.key}")
     return problems

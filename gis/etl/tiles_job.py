@@ -25,12 +25,14 @@ whose content changed since the previous build are built (:mod:`tiles.tileset` r
 
 **BIM detail**: buildings whose surfaces are BIM elements (rows with an ``ifc_class``, from
 :mod:`gis.io.ifc`) are drawn as their envelope (footprint and height, LOD1) in the quadtree, and
-each tile holding one gets ``refine: REPLACE`` and a single child, its detail tile
-(``content/L/X/Y.detail.glb``): the same buildings, the BIM ones as one feature per element with
-its IFC class, storey, name, GlobalId and building id (:func:`bim_detail_mesh`), the tile's old
-children below it (:func:`_add_bim_detail`). So a BIM building shows as a block from afar and as
-walls, slabs and windows one can pick close up. Explicit tilesets only (implicit ones keep the
-envelopes); such tilesets are rebuilt whole (no reuse of previous contents).
+each tile holding one gets ``refine: REPLACE`` and a single child, its detail tile (a
+``"detail"`` variant of the tile, :attr:`tiles.tiling.Tile.variant`, content
+``content/L/X/Y.detail.glb``, ``refine: ADD``): the same buildings, the BIM ones as one feature
+per element with its IFC class, storey, name, GlobalId and building id (:func:`bim_detail_mesh`),
+the tile's old children below it (:func:`add_bim_detail`, on the tile tree before it is
+written). So a BIM building shows as a block from afar and as walls, slabs and windows one can
+pick close up. Explicit tilesets only (implicit ones keep the envelopes). Detail contents have
+fingerprints of their own, so a rebuild reuses them like any other content.
 
 Output is byte for byte what building from the layer in memory gives (``build_tiles(frame)``,
 the same code on rows cut from the frame), whichever store or number of workers.
@@ -71,8 +73,8 @@ from gis.mesh.terrain import sample_dem
 from tiles.b3dm import write_b3dm
 from tiles.content import ENCODER_VERSION
 from tiles.glb import GENERATOR, write_glb
-from tiles.tileset import MANIFEST, _read_manifest, _swap_in, write_tileset
-from tiles.tiling import build_tileset, place_regions
+from tiles.tileset import _read_manifest, write_tileset
+from tiles.tiling import Tile, TileTree, build_tileset, place_regions
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ DIGEST_VERSION = 2
 #: Column of a surfaces table that marks BIM elements (IFC, :mod:`gis.io.ifc`): their buildings
 #: get a detail tile (one feature per element) below the tile holding their envelope.
 ELEMENT_CLASS = "ifc_class"
+#: Variant name of the BIM detail tiles (:attr:`tiles.tiling.Tile.variant`).
+DETAIL = "detail"
 #: Per-element metadata of detail tiles: surfaces column -> property name.
 ELEMENT_FIELDS = {"ifc_class": "ifc_class", "storey": "storey", "name": "element_name",
                   "part_id": "global_id", "building_id": "building_id",
@@ -751,6 +755,8 @@ def tile_digest(prefix: bytes, geoms: np.ndarray, attrs: pd.DataFrame, spec: Til
         h.update(_wkb_bytes(np.asarray(surfaces.geometry.array, dtype=object)))
         for name in ("building_id", "surface_type"):
             h.update(_canonical(_plain(surfaces[name])))
+        if ELEMENT_CLASS in surfaces:  # element rows are left out of envelope tiles
+            h.update(_canonical(_plain(surfaces[ELEMENT_CLASS])))
         if spec.detail:
             h.update(b"detail")
             for name in ELEMENT_FIELDS:
@@ -890,58 +896,40 @@ def _detail_error(old: float, parent: float | None, size: float) -> float:
     return float(e)
 
 
-def _add_bim_detail(tree, plan: Plan, bim: np.ndarray, content: FeatureContent, staged: Path,
-                    ext: str) -> int:
+def add_bim_detail(tree: TileTree, plan: Plan, bim: np.ndarray) -> int:
     """Give every tile holding BIM buildings a detail child (explicit tilesets only): the tile
-    becomes ``refine: REPLACE`` (its envelopes give way), its only child is the detail tile
-    (same features, elements as features, ``refine: ADD``, the tile's old geometric error) and
-    the tile's old children hang below that. Patches ``staged/tileset.json`` and the manifest
-    of a tileset :func:`tiles.tileset.write_tileset` wrote to ``staged`` (not yet swapped in).
+    becomes ``refine: REPLACE`` (its envelopes give way), its only child is its
+    :data:`DETAIL` variant (same place and features, elements as features, ``refine: ADD``, the
+    tile's old geometric error, 0 for a leaf) and the tile's old children hang below that. The
+    tile's own error rises to the BIM buildings' size (:func:`_detail_error`, below its
+    parent's old error), the tileset's to at least twice the root's. Changes ``tree`` in place,
+    before its regions are placed (a detail tile's region is then its parent's).
 
     Returns:
-        The number of detail contents written.
+        The number of detail tiles added.
     """
-    tileset = json.loads((staged / "tileset.json").read_text("utf-8"))
-    manifest = json.loads((staged / MANIFEST).read_text("utf-8"))
     b = plan.bounds
     size = np.sqrt((b[:, 2] - b[:, 0]) ** 2 + (b[:, 3] - b[:, 1]) ** 2 + (b[:, 5] - b[:, 4]) ** 2)
-    written = 0
+    added = 0
 
-    def walk(t, node: dict, parent_error: float | None) -> None:
-        nonlocal written
-        children = node.get("children", [])
-        for ch, sub in zip(t.children, children, strict=True):
-            walk(ch, sub, node["geometricError"])
+    def walk(t: Tile, parent_error: float | None) -> None:
+        nonlocal added
+        for ch in t.children:
+            walk(ch, t.geometric_error)
         mine = t.features[bim[t.features]] if t.has_content else np.zeros(0, np.int64)
         if not len(mine):
             return
-        spec = content.spec(t.features, with_rows=content.source.remote is None)
-        spec.detail = True
-        result = tile_content(content.source, spec, content.job)
-        content.notes.extend(result.notes)
-        uri = f"content/{t.level}/{t.x}/{t.y}.detail.{ext}"
-        (staged / uri).write_bytes(result.data)
-        manifest["tiles"][uri] = {"hash": result.digest, "features": int(len(t.features)),
-                                  "bytes": len(result.data)}
-        if manifest.get("gzip_paths"):
-            manifest["gzip_paths"] = sorted([*manifest["gzip_paths"], uri])
-        old = float(node["geometricError"]) if children else 0.0  # a leaf's detail: 0
-        detail = {"boundingVolume": node["boundingVolume"], "geometricError": old,
-                  "refine": "ADD",
-                  "content": {"uri": uri, "boundingVolume": node["content"]["boundingVolume"]}}
-        if children:
-            detail["children"] = children
-        node["refine"] = "REPLACE"
-        node["children"] = [detail]
-        node["geometricError"] = _detail_error(old, parent_error, float(size[mine].max()))
-        written += 1
+        old = t.geometric_error if t.children else 0.0  # a leaf's detail: 0
+        detail = Tile(t.level, t.x, t.y, t.features, geometric_error=old, children=t.children,
+                      refine="ADD", variant=DETAIL)
+        t.refine = "REPLACE"
+        t.children = [detail]
+        t.geometric_error = _detail_error(old, parent_error, float(size[mine].max()))
+        added += 1
 
-    walk(tree.root, tileset["root"], None)
-    tileset["geometricError"] = max(float(tileset["geometricError"]),
-                                    2.0 * float(tileset["root"]["geometricError"]))
-    (staged / "tileset.json").write_text(json.dumps(tileset, indent=1), "utf-8")
-    (staged / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
-    return written
+    walk(tree.root, None)
+    tree.geometric_error = max(float(tree.geometric_error), 2.0 * tree.root.geometric_error)
+    return added
 
 
 # -- the content writer tiles.tileset calls ---------------------------------------------------
@@ -976,12 +964,16 @@ class FeatureContent:
         self._client = None
         self._known_arg: Any = self.known
 
-    def spec(self, features: np.ndarray, *, with_rows: bool = False) -> TileSpec:
-        """The spec of the tile holding ``features`` (plan indices)."""
+    def spec(self, features: np.ndarray, *, with_rows: bool = False,
+             variant: str = "") -> TileSpec:
+        """The spec of the tile holding ``features`` (plan indices), or of its ``variant``
+        (:data:`DETAIL`: the BIM detail)."""
+        if variant not in ("", DETAIL):
+            raise ValueError(f"no tile variant {variant!r}")
         idx = np.asarray(features, np.int64)
         plan = self.plan
         ffids = plan.fids[idx]
-        spec = TileSpec(np.unique(ffids))
+        spec = TileSpec(np.unique(ffids), detail=variant == DETAIL)
         if plan.heights is not None:
             spec.heights = plan.heights[idx]
         if plan.pieces is not None:
@@ -999,8 +991,8 @@ class FeatureContent:
                 spec.surface_rows = self.source.surface_rows(spec.surface_fids)
         return spec
 
-    def _result(self, features: np.ndarray) -> TileResult:
-        key = _key(features)
+    def _result(self, features: np.ndarray, variant: str = "") -> TileResult:
+        key = _key(features, variant)
         if self._current is not None and self._current[0] == key:
             return self._current[1]
         pending = self._pending.pop(key, None)
@@ -1011,49 +1003,50 @@ class FeatureContent:
             if any(f.key == future.key for f, _ in self._pending.values()):
                 self._fetched[future.key] = batch
         else:
-            result = tile_content(self.source, self.spec(features), self.job, self.known)
+            result = tile_content(self.source, self.spec(features, variant=variant), self.job,
+                                  self.known)
         self._current = (key, result)
         self.notes.extend(result.notes)
-        if self.on_tile is not None:
+        if self.on_tile is not None and not variant:  # progress counts each feature once
             self.on_tile(len(features))
         self._refill()
         return result
 
-    def digest(self, features: np.ndarray) -> str:
-        return self._result(features).digest
+    def digest(self, features: np.ndarray, variant: str = "") -> str:
+        return self._result(features, variant).digest
 
-    def write(self, features: np.ndarray) -> bytes:
-        result = self._result(features)
+    def write(self, features: np.ndarray, variant: str = "") -> bytes:
+        result = self._result(features, variant)
         if result.staged is not None:
             return Path(result.staged).read_bytes()
         if result.data is None:  # the previous tileset has the fingerprint but lost the file
-            result = tile_content(self.source, self.spec(features), self.job)
+            result = tile_content(self.source, self.spec(features, variant=variant), self.job)
         return result.data
 
-    def place(self, features: np.ndarray, target: Path) -> bool:
+    def place(self, features: np.ndarray, target: Path, variant: str = "") -> bool:
         """Move the content a worker staged for this tile to ``target``; False if there is none
         (then :meth:`write` gives the bytes)."""
-        result = self._result(features)
+        result = self._result(features, variant)
         if result.staged is None:
             return False
         os.replace(result.staged, target)
         return True
 
-    def prefetch(self, client, tile_features: list[np.ndarray], window: int,
+    def prefetch(self, client, tiles: list[tuple[np.ndarray, str]], window: int,
                  stage: Path | None = None, batch: int = 4000, first: int = 0) -> None:
-        """Submit the given tiles' builds to dask, at most ``window`` tasks ahead of the
-        writer, a task being consecutive tiles of about ``batch`` features (fewer tasks for the
-        scheduler). Workers get the tiles' specs and the store layer, never frames (except for
+        """Submit the given tiles' builds (features and variant of each) to dask, at most
+        ``window`` tasks ahead of the writer, a task being consecutive tiles of about ``batch``
+        features (fewer tasks for the scheduler). Workers get the tiles' specs and the store layer, never frames (except for
         a frame source, whose rows have no other way there), and leave the contents in
         ``stage`` (a directory beside the output, when they share this machine's disk) or send
         them back. ``first`` tasks go out at once (work for the workers while this process
         finishes the plan)."""
         self._client, self._window, self._stage = client, window, stage
         self._queue = deque()
-        group: list[np.ndarray] = []
+        group: list[tuple[np.ndarray, str]] = []
         size = 0
-        for features in tile_features:
-            group.append(features)
+        for features, variant in tiles:
+            group.append((features, variant))
             size += len(features)
             if size >= batch:
                 self._queue.append(group)
@@ -1071,8 +1064,8 @@ class FeatureContent:
         window = self._window if window is None else window
         while self._queue and len({f.key for f, _ in self._pending.values()}) < window:
             group = self._queue.popleft()
-            keys = [_key(f) for f in group]
-            specs = [self.spec(f, with_rows=remote is None) for f in group]
+            keys = [_key(f, v) for f, v in group]
+            specs = [self.spec(f, with_rows=remote is None, variant=v) for f, v in group]
             future = self._client.submit(tile_batch, remote, list(zip(keys, specs, strict=True)),
                                          self.job, self._known_arg,
                                          None if self._stage is None else str(self._stage),
@@ -1104,8 +1097,9 @@ def tile_batch(reader: StoreLayer | None, tiles: list[tuple[str, TileSpec]], job
     return out
 
 
-def _key(features: np.ndarray) -> str:
-    return hashlib.blake2b(np.asarray(features, np.int64).tobytes(), digest_size=16).hexdigest()
+def _key(features: np.ndarray, variant: str = "") -> str:
+    h = hashlib.blake2b(np.asarray(features, np.int64).tobytes(), digest_size=16).hexdigest()
+    return f"{h}.{variant}" if variant else h
 
 
 def _known_fingerprints(out: Path, gzip: bool) -> set[str]:
@@ -1217,14 +1211,14 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
                     notes.append("implicit tiling: BIM buildings appear as envelopes only (their "
                                  "element detail needs explicit tiling)")
                     bim = None
+        if bim is not None:
+            add_bim_detail(tree, plan, bim)
         content = FeatureContent(plan, source, job, settings,
-                                 set() if bim is not None else _known_fingerprints(Path(out),
-                                                                                   options.gzip),
-                                 surface_index)
+                                 _known_fingerprints(Path(out), options.gzip), surface_index)
         content.on_tile = progress
         if starting is not None:
             client, cluster = starting.result()
-            todo = [t.features for t in tree.root.walk() if t.has_content]
+            todo = [(t.features, t.variant) for t in tree.root.walk() if t.has_content]
             workers = max(1, len(client.scheduler_info()["workers"]))
             if cluster is not None:  # local workers write the contents beside the output
                 stage = Path(out).parent / f".{Path(out).name}.stage-{os.getpid()}"
@@ -1235,11 +1229,8 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
         place_regions(tree, b)
         gc.freeze()  # the plan, the tree and the modules live on: the collector need not scan them
         try:
-            if bim is None:
-                report = write_tileset(tree, out, content, version=options.version,
-                                       implicit=options.implicit, gzip=options.gzip)
-            else:  # written beside OUT, given its BIM detail tiles, then swapped in
-                report = _write_with_detail(tree, out, content, plan, bim, options)
+            report = write_tileset(tree, out, content, version=options.version,
+                                   implicit=options.implicit, gzip=options.gzip)
         finally:
             gc.unfreeze()
     finally:
@@ -1253,33 +1244,6 @@ def build_tiles(layer: gpd.GeoDataFrame | StoreLayer, standard: str, out: str | 
     return TilesSummary(Path(out), len(plan), skipped, report.tiles, report.contents,
                         report.written, report.reused, report.bytes,
                         time.perf_counter() - t0, notes, largest)
-
-
-def _write_with_detail(tree, out, content: FeatureContent, plan: Plan, bim: np.ndarray,
-                       options: TilesOptions):
-    """:func:`write_tileset` into a staging directory beside ``out``, then
-    :func:`_add_bim_detail`, then one atomic swap (as :func:`write_tileset` does; these
-    tilesets are rebuilt whole, no content is reused)."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (_read_manifest(out) is None
-                                               and any(out.iterdir()))):
-        raise FileExistsError(f"{out} exists and is not a tileset written by {GENERATOR}")
-    staged = out.parent / f".{out.name}.bim-{os.getpid()}"
-    shutil.rmtree(staged, ignore_errors=True)
-    try:
-        report = write_tileset(tree, staged, content, version=options.version,
-                               implicit=False, gzip=options.gzip)
-        n = _add_bim_detail(tree, plan, bim, content, staged, content.job.format)
-        added = sum((staged / k).stat().st_size for k in
-                    json.loads((staged / MANIFEST).read_text("utf-8"))["tiles"]
-                    if ".detail." in k)
-        _swap_in(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    return dataclasses.replace(report, path=out, tiles=report.tiles + n,
-                               contents=report.contents + n, written=report.written + n,
-                               bytes=report.bytes + added)
 
 
 def _check_crs(crs_like) -> str:

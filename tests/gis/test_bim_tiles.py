@@ -1,8 +1,10 @@
 """BIM elements in the 3D Tiles (issue 11): ``ngis ingest`` of the FZK-Haus IFC at its real place
 (UTM 32N, the worldwide geoid), then ``ngis tiles build``. References: IfcOpenShell itself (the
 element classes by ``is_a``, storeys by ``util.element.get_container``, each element's triangles
-by its own geometry iterator), the counts published in the sample's SOURCE.md, and the Khronos
-glTF validator."""
+by its own geometry iterator), the counts published in the sample's SOURCE.md, the 3D Tiles
+schemas and the Khronos glTF validator. The detail tiles hang in the tile tree itself
+(``Tile.refine``, ``Tile.variant``), which :func:`tiles.tileset.write_tileset` writes: checked on
+boxes too."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import shapely
 from click.testing import CliRunner
 
 from gis.cli.main import cli
@@ -20,9 +24,6 @@ FZK = ("ifc-samples", "AC20-FZK-Haus.ifc")
 #: SOURCE.md: IfcWall 13 (by_type, IfcWallStandardCase included), IfcSlab 4, IfcWindow 11,
 #: IfcDoor 5, IfcBeam 4.
 PUBLISHED = {"IfcWall": 13, "IfcSlab": 4, "IfcWindow": 11, "IfcDoor": 5, "IfcBeam": 4}
-
-pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
-
 
 @pytest.fixture(scope="module")
 def built(shared_data, tmp_path_factory):
@@ -73,6 +74,8 @@ def _element_rows(out: Path) -> list[dict]:
     return rows
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_element_counts_in_the_tiles_equal_ifcopenshell(built):
     model, out = built
     rows = _element_rows(out)
@@ -84,6 +87,8 @@ def test_element_counts_in_the_tiles_equal_ifcopenshell(built):
         assert sum(1 for r in rows if model.by_guid(r["global_id"]).is_a(cls)) == n, cls
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_picked_features_name_their_element_class_storey_and_triangles(built):
     """Pick triangles all over the detail tile: the feature id at the triangle leads to a
     property-table row whose GlobalId is an element of that IFC class and storey, and that
@@ -125,6 +130,8 @@ def test_picked_features_name_their_element_class_storey_and_triangles(built):
         assert per_feature[f] == faces[gid], (e.is_a(), e.Name)
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_envelope_above_detail_and_the_validator_passes(built):
     from tiles.info import tileset_info
     from tiles.read import Glb
@@ -143,6 +150,8 @@ def test_envelope_above_detail_and_the_validator_passes(built):
     assert report["validator"]["errors"] == 0 and report["contents"] == 2
 
 
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_bim_building_among_city_buildings_keeps_every_building(shared_data, tmp_path):
     """FZK-Haus placed by hand (``--origin``, EPSG:7415) among the ten 3DBAG buildings of Delft,
     in small tiles: every building is in the envelope tree exactly once, and the detail tile
@@ -186,3 +195,105 @@ def test_bim_building_among_city_buildings_keeps_every_building(shared_data, tmp
     report = tileset_info(out, validate=True)
     assert report["ok"], report["problems"]
     assert report["validator"]["errors"] == 0
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_rebuild_reuses_the_detail_and_leaves_nothing_beside(built, tmp_path):
+    """The detail tile has a fingerprint of its own: building the same store again over the
+    tileset re-encodes nothing and gives the same bytes; no staging folder is left beside."""
+    import shutil
+
+    _, out = built
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []
+    again = tmp_path / "tiles"
+    shutil.copytree(out, again)
+    r = CliRunner().invoke(cli, ["tiles", "build", "--store", str(out.parent / "s.gpkg"),
+                                 "--layer", "buildings", "--lod", "2", "--out", str(again)])
+    assert r.exit_code == 0, r.output
+    assert "(0 written, 2 reused)" in r.output
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((out / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+class _Variants:
+    """A content writer with a ``detail`` variant: MeshContent's content, the variant's
+    fingerprint its own."""
+
+    def __init__(self, plain):
+        self.plain, self.extension, self.asked = plain, plain.extension, []
+
+    def digest(self, features, variant=""):
+        self.asked.append(variant)
+        return self.plain.digest(features) + variant
+
+    def write(self, features, variant=""):
+        return self.plain.write(features)
+
+
+def test_tile_refine_and_variant_are_written_as_set(tmp_path):
+    """On 12 boxes in TWD97: a tree as built has no refinement of its own (the tileset says ADD
+    once, on the root, as before); a REPLACE tile with a ``detail`` variant child (refine ADD,
+    the old subtree below it) is written as such, its content named ``.detail.``, the writer
+    asked for it by variant; the tileset passes the 3D Tiles schema and the glTF validator.
+    check_tree refuses a variant away from its parent's place and an unknown refinement;
+    implicit tiling refuses variants."""
+    from gis.mesh import extrude
+    from tiles.content import MeshContent
+    from tiles.info import tileset_info
+    from tiles.tileset import write_tileset
+    from tiles.tiling import Tile, build_tileset, check_tree, place_regions
+
+    n = 12
+    x = 250000.0 + 40.0 * np.arange(n)
+    w = 5.0 + np.arange(n)
+    footprints = [shapely.box(a, 2700000.0, a + b, 2700010.0) for a, b in zip(x, w, strict=True)]
+    mesh = extrude(footprints, np.full(n, 10.0), np.full(n, 20.0))
+    frame = pd.DataFrame({"id": [f"b{i}" for i in range(n)], "height": np.full(n, 10.0)})
+    bounds = np.c_[x, np.full(n, 2700000.0), x + w, np.full(n, 2700010.0), np.full(n, 10.0),
+                   np.full(n, 20.0)]
+    cent = np.c_[(bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2]
+    crs = "EPSG:3826"
+
+    tree = build_tileset(cent, bounds, crs, max_features_per_tile=3)
+    writer = _Variants(MeshContent(mesh, frame, None, class_name="box", crs=crs))
+    plain = json.loads((write_tileset(tree, tmp_path / "plain", writer).path
+                        / "tileset.json").read_text())
+    assert plain["root"]["refine"] == "ADD" and json.dumps(plain).count('"refine"') == 1
+    assert set(writer.asked) == {""}
+
+    tree = build_tileset(cent, bounds, crs, max_features_per_tile=3, regions=False)
+    root = tree.root
+    assert root.has_content and root.children
+    old = root.geometric_error
+    detail = Tile(0, 0, 0, root.features, geometric_error=old, children=root.children,
+                  refine="ADD", variant="detail")
+    root.refine, root.children, root.geometric_error = "REPLACE", [detail], 2.0 * old
+    tree.geometric_error = max(tree.geometric_error, 4.0 * old)
+    place_regions(tree, bounds)  # raises on an unsound tree
+    writer.asked.clear()
+    report = write_tileset(tree, tmp_path / "bim", writer)
+    ts = json.loads((report.path / "tileset.json").read_text())
+    assert ts["root"]["refine"] == "REPLACE"
+    (d,) = ts["root"]["children"]
+    assert d["refine"] == "ADD" and d["content"]["uri"] == "content/0/0/0.detail.glb"
+    assert d["geometricError"] == old < ts["root"]["geometricError"]
+    assert d["boundingVolume"] == ts["root"]["boundingVolume"]
+    assert len(d["children"]) == len(plain["root"]["children"])
+    assert json.dumps(ts).count('"refine"') == 2  # the old subtree inherits ADD
+    assert writer.asked.count("detail") == 1 and (report.path / d["content"]["uri"]).is_file()
+    assert report.features == n and report.contents == len(
+        [t for t in tree.tiles() if t.has_content])
+    info = tileset_info(report.path, validate=True)
+    assert info["ok"], info["problems"]
+    assert info["validator"]["errors"] == 0
+
+    detail.x += 1
+    assert any("variant not at its parent's place" in p for p in check_tree(tree))
+    detail.x -= 1
+    root.refine = "MERGE"
+    assert any("neither ADD nor REPLACE" in p for p in check_tree(tree))
+    root.refine = "REPLACE"
+    with pytest.raises(ValueError, match="implicit"):
+        write_tileset(tree, tmp_path / "imp", writer, implicit=True)
