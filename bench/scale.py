@@ -115,7 +115,7 @@ def child_memory(dem: Path, out: Path) -> dict:
 def child_tiled(dem: Path, out: Path, tile: int, workers: int) -> dict:
     from models.hydro import tiled as T
 
-    times = {}
+    times, cpu, solve = {}, {}, {}
     with T.Executor(workers) as ex:
         warm = np.random.default_rng(0).random((96, 96)).astype(np.float32)
         for _ in range(max(1, workers)):  # numba caches loaded on every worker, untimed
@@ -125,25 +125,35 @@ def child_tiled(dem: Path, out: Path, tile: int, workers: int) -> dict:
             T.d8_tiled(ws, wd, 10.0, executor=ex)
             T.accumulate_tiled(wd, T.TileStore(out / "warm-acc", warm.shape, np.float64, 32),
                                executor=ex)
+
+        def cpu_now() -> float:  # CPU seconds of this process and of every worker
+            own = time.process_time()
+            if ex.client is None:
+                return own
+            return own + sum(ex.client.run(time.process_time).values())
+
         src = T.RasterSource(str(dem))
         filled = T.TileStore(out / "filled", src.shape, src.dtype, tile)
-        t0 = time.perf_counter()
-        rep = T.fill_tiled(src, filled, executor=ex)
-        times["fill"] = time.perf_counter() - t0
         dirs = T.TileStore(out / "d8", src.shape, np.uint8, tile)
-        t0 = time.perf_counter()
-        rep_d8 = T.d8_tiled(filled, dirs, CELL, executor=ex)
-        times["d8"] = time.perf_counter() - t0
         acc = T.TileStore(out / "acc", src.shape, np.float64, tile)
-        t0 = time.perf_counter()
-        T.accumulate_tiled(dirs, acc, weights=T.FiniteWeights(filled), executor=ex)
-        times["acc"] = time.perf_counter() - t0
+        steps = {"fill": lambda: T.fill_tiled(src, filled, executor=ex),
+                 "d8": lambda: T.d8_tiled(filled, dirs, CELL, executor=ex),
+                 "acc": lambda: T.accumulate_tiled(dirs, acc, weights=T.FiniteWeights(filled),
+                                                   executor=ex)}
+        reports = {}
+        for name, step in steps.items():
+            c0, t0 = cpu_now(), time.perf_counter()
+            reports[name] = step()
+            times[name] = time.perf_counter() - t0
+            cpu[name] = cpu_now() - c0
+            solve[name] = reports[name].solve_seconds
         workers_mb = []
         if ex.client is not None:
             workers_mb = sorted(ex.client.run(maxrss_mb).values())
-    return {"times": times, "driver_mb": maxrss_mb(), "workers_mb": workers_mb,
-            "tiles": rep.tiles, "nodes": rep.nodes, "edges": rep.edges,
-            "halo": rep_d8.largest_halo}
+    rep = reports["fill"]
+    return {"times": times, "cpu": cpu, "solve": solve, "driver_mb": maxrss_mb(),
+            "workers_mb": workers_mb, "tiles": rep.tiles, "nodes": rep.nodes,
+            "edges": rep.edges, "halo": reports["d8"].largest_halo}
 
 
 def child_peer(dem: Path, tile: int) -> dict:
@@ -225,8 +235,12 @@ def hydro_section(args) -> None:
                + (f", per worker {max(workers):,.0f} MB" if workers else ""))
         extra = ""
         if "tiles" in runs[0]:
+            cpu = {k: statistics.median(r["cpu"][k] for r in runs) for k in ("fill", "d8", "acc")}
+            solve = {k: statistics.median(r["solve"][k] for r in runs) for k in ("fill", "acc")}
             extra = (f"; {runs[0]['tiles']} tiles, graph {runs[0]['nodes']:,} nodes, widest "
-                     f"flat halo {runs[0]['halo']}")
+                     f"flat halo {runs[0]['halo']}\n{'':38s}CPU s per M cells (all processes): "
+                     + ", ".join(f"{k} {v / cells * 1e6:.3f}" for k, v in cpu.items())
+                     + f"; global solves: fill {solve['fill']:.2f} s, acc {solve['acc']:.2f} s")
         print(f"  {label:34s} fill {fill:6.1f} s  d8 {d8:6.1f} s  acc {acc:6.1f} s  "
               f"fill+d8+acc {fill + d8 + acc:6.1f} s = {cells / (fill + d8 + acc) / 1e6:5.2f}M "
               f"cells/s; fill {cells / fill / 1e6:5.1f}M cells/s; {mem}{extra}")

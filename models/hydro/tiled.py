@@ -60,6 +60,8 @@ import math
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,11 +162,10 @@ class RasterSource:
         return {k: v for k, v in self.__dict__.items() if k != "_ds"} | {"_ds": None}
 
     def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        import rasterio
         from rasterio.windows import Window
 
         if self._ds is None:
-            self._ds = rasterio.open(self.path)
+            self._ds = _open_raster(self.path)
         q0, q1, p0, p1 = max(r0, 0), min(r1, self.shape[0]), max(c0, 0), min(c1, self.shape[1])
         out = np.full((r1 - r0, c1 - c0), np.nan, self.dtype)
         if q1 > q0 and p1 > p0:
@@ -173,6 +174,32 @@ class RasterSource:
                 block[block == self.nodata] = np.nan
             out[q0 - r0:q1 - r0, p0 - c0:p1 - c0] = block
         return out
+
+
+_OPEN = threading.local()
+
+
+def _open_raster(path: str):
+    """The raster opened once per process and thread: a task unpickles a fresh source, and
+    opening the file again for every tile cost more than reading the tile."""
+    import rasterio
+
+    cache = getattr(_OPEN, "datasets", None)
+    if cache is None:
+        cache = _OPEN.datasets = {}
+    try:  # a file rewritten at the same path is opened anew (long-lived cluster workers)
+        st = os.stat(path)
+        key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:  # GDAL virtual paths (/vsizip/...)
+        key = (path,)
+    ds = cache.get(key)
+    if ds is None or ds.closed:
+        if len(cache) >= 8:
+            for old in cache.values():
+                old.close()
+            cache.clear()
+        ds = cache[key] = rasterio.open(path)
+    return ds
 
 
 class ZarrSource:
@@ -759,6 +786,7 @@ class TiledReport:
     nodes: int = 0
     edges: int = 0
     largest_halo: int = 0
+    solve_seconds: float = 0.0
 
 
 def fill_tiled(src, sink: TileStore, *, sea_level: float | None = None,
@@ -771,12 +799,14 @@ def fill_tiled(src, sink: TileStore, *, sea_level: float | None = None,
     tiles = tiling.tiles()
     graphs = executor.map(_fill_pass1, [(src, tiling, i, j, sea_level) for i, j in tiles],
                           "fill: first pass")
+    t0 = time.perf_counter()
     levels = _solve_fill(graphs, tiling)
+    solve = time.perf_counter() - t0
     n_nodes = 1 + sum(g.ring_z.size for g in graphs)
     n_edges = sum(g.edges[0].size for g in graphs)
     executor.map(_fill_pass2, [(src, sink, tiling, i, j, sea_level, levels[(i, j)])
                                for i, j in tiles], "fill: second pass")
-    return TiledReport(len(tiles), n_nodes, n_edges)
+    return TiledReport(len(tiles), n_nodes, n_edges, solve_seconds=solve)
 
 
 # --- D8 directions ---------------------------------------------------------------------------
@@ -998,10 +1028,13 @@ def accumulate_tiled(dirs, sink: TileStore, *, weights=None,
     tiles = tiling.tiles()
     graphs = executor.map(_acc_pass1, [(dirs, weights, tiling, i, j) for i, j in tiles],
                           "accumulate: first pass")
+    t0 = time.perf_counter()
     inflow = _solve_acc(graphs)
+    solve = time.perf_counter() - t0
     executor.map(_acc_pass2, [(dirs, weights, sink, tiling, i, j, inflow[(i, j)])
                               for i, j in tiles], "accumulate: second pass")
-    return TiledReport(len(tiles), nodes=sum(g.ring_lin.size for g in graphs))
+    return TiledReport(len(tiles), nodes=sum(g.ring_lin.size for g in graphs),
+                       solve_seconds=solve)
 
 
 # --- conveniences ----------------------------------------------------------------------------
