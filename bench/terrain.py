@@ -258,7 +258,7 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
         r = runs[0]
         km2 = footprint_km2(r["bounds"])
         rate = r["cells"] / sec
-        rows[workers] = (rate, r)
+        rows[workers] = (rate, r, cpu)
         print(f"ngis  workers={workers}: {r['cells']:,} cells, levels 0-{r['max_zoom']}, "
               f"{r['tiles']} tiles, {sec:.2f} s median of {len(runs)} -> {rate / 1e6:.3f} M "
               f"cells/s; {r['bytes'] / 1e6:.1f} MB = {r['bytes'] / km2 / 1e3:.1f} kB/km2 "
@@ -268,7 +268,7 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
                  if workers == 1 else "")
               + (f" (largest worker {r['maxrss_children_mb']:,.0f} MB)" if workers > 1 else ""),
               flush=True)
-    rate1, r1 = rows[1]
+    rate1, r1, cpu_med = rows[1]
     err = finest_error(work / "ours-1", dem)
     print(f"ngis  finest level {r1['max_zoom']}: max |mesh - (DEM + N)| = {err:.3f} m "
           f"(bound {args.max_error} m + height quantization)", flush=True)
@@ -285,7 +285,7 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
           f"{p['bytes'] / 1e6:.1f} MB; peak RSS {p['maxrss_mb']:,.0f} MB "
           f"({p['maxrss_mb'] - p['baseline_mb']:+,.0f} MB over the imports); CPU "
           f"{p['cpu_seconds']:.2f} s -> {pcpu / 1e6:.3f} M cells per CPU-s", flush=True)
-    cpu1 = r1["cells"] / statistics.median(x["cpu_seconds"] for x in [r1])
+    cpu1 = r1["cells"] / cpu_med
     print(f"ratio ngis/peer per CPU-second: {cpu1 / pcpu:.2f}x; wall, 1 process: "
           f"{rate1 / prate:.2f}x"
           + (f"; ngis {args.workers} workers / peer: {rows[args.workers][0] / prate:.2f}x"

@@ -190,7 +190,7 @@ class _Source:
 _LOCAL = threading.local()
 _LOCK = threading.Lock()
 _OPENED: list[_Source] = []
-_SEA: dict[tuple[str, str], np.ndarray | None] = {}
+_SEA: dict[tuple[str, str], tuple[np.ndarray, int] | None] = {}
 _GENERATION = 0
 
 
@@ -679,9 +679,10 @@ def _subtree(job: _Job, z: int, x: int, y: int,
 
 
 def _subtree_job(args) -> tuple[tuple[int, int, int], np.ndarray, int, int]:
+    # No rasterio.Env per task: the block cache size the build set is process-wide, and leaving
+    # an Env restores (and so flushes) the cache.
     job, z, x, y, tick = args
-    with _gdal_env():
-        part, tiles, nbytes = _subtree(job, z, x, y, tick)
+    part, tiles, nbytes = _subtree(job, z, x, y, tick)
     return (z, x, y), part, tiles, nbytes
 
 
