@@ -4,9 +4,13 @@ WarpedVRT read per tile at every level, pydelatin per tile, quantized-mesh-encod
 reads the DEM once per tile and level and converts no heights (orthometric, no geoid).
 
 Prints for each DEM: DEM cells/s end to end (median of ``--repeat`` runs, each in a fresh
-process), tiles, bytes and bytes per km² of DEM footprint, peak resident memory of the build
-(sampled every 50 ms, also over the RSS after imports), the largest vertical error of the finest level against the DEM (spec-decoded
-tiles, mesh interpolated at every grid sample, vs bilinear DEM + geoid) and the ratio to the peer.
+process, imports and numba cache loads done before the clock starts: about 1 s, half of it
+``gis.io`` pulling in geopandas), tiles, bytes and bytes per km² of DEM footprint, peak resident
+memory of the build (sampled every 50 ms, also over the RSS after imports), CPU seconds, the
+largest vertical error of the finest level against the DEM (spec-decoded tiles, mesh
+interpolated at every grid sample, vs bilinear DEM + geoid) and the ratio to the peer.
+Wall-clock rates depend on what else runs (the load average is printed); cells per CPU-second
+do much less.
 
     .venv/bin/python -m bench.terrain                       # SW Taiwan 40 m DEM, 1 and 2 workers
     .venv/bin/python -m bench.terrain --size 10000 --workers 2   # + a generated 10,000² DEM
@@ -181,7 +185,7 @@ def _child(argv: list[str]) -> dict:
 
 
 class WorkerPeak:
-    """Largest resident set of any descendant (pool workers sit under the forkserver),
+    """Largest resident set of this process (build threads included) and of any descendant,
     sampled every 50 ms."""
 
     def __init__(self):
@@ -266,7 +270,8 @@ def bench_dem(name: str, dem: Path, args, work: Path) -> None:
               f"({r['maxrss_mb'] - r['baseline_mb']:+,.0f} MB over the imports)"
               + (f"; CPU {cpu:.2f} s -> {r['cells'] / cpu / 1e6:.3f} M cells per CPU-s"
                  if workers == 1 else "")
-              + (f" (largest worker {r['maxrss_children_mb']:,.0f} MB)" if workers > 1 else ""),
+              + (f" (largest child process {r['maxrss_children_mb']:,.0f} MB)"
+                 if r["maxrss_children_mb"] else ""),
               flush=True)
     rate1, r1, cpu_med = rows[1]
     err = finest_error(work / "ours-1", dem)
