@@ -834,3 +834,21 @@ def test_sea_found_on_a_decimated_dem(coast_dem, monkeypatch):
     up = np.kron(mask, np.ones((f, f), bool))[:label.shape[0], :label.shape[1]]
     assert up[label == SEA].mean() > 0.99
     assert not up[(label == COLLAR) | (label == VOID)].any()
+
+
+def test_gzip_at_rest_libdeflate_and_zlib_agree():
+    """Both compressors (libdeflate when the system has it, zlib otherwise) write gzip that
+    Python's gzip module reads back to the same tile."""
+    import tiles.terrain.build as tb
+    from tiles.terrain.mesh import triangulate
+    from tiles.terrain.qmesh import encode_array
+
+    k = np.arange(SIZE + 1)
+    grid = 100 + 20 * np.sin(k[:, None] / 9.0) * np.cos(k[None, :] / 13.0)
+    data = encode_array(triangulate(grid, 0.2), tile_bounds(12, 6838, 2590))
+    fallback = tb._Gzip()
+    fallback.lib = None
+    for compress in (tb._gzip, fallback):
+        packed = compress(data)
+        assert packed[:2] == b"\x1f\x8b" and gzip.decompress(packed) == data.tobytes()
+        assert len(packed) < data.nbytes / 2

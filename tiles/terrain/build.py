@@ -565,10 +565,12 @@ def _watermask(grid: np.ndarray) -> np.ndarray | int:
 
 class _Gzip:
     """gzip at rest: libdeflate (level 1) when the system has it, about twice as fast as zlib's
-    level 1 and smaller, else zlib level 1. One compressor per thread."""
+    level 1 and smaller, else zlib level 1. Compressors are reused from a pool (one per thread
+    at work, so never more than the most threads that ran at once)."""
 
     def __init__(self):
-        self.local = threading.local()
+        self.free: list[int] = []
+        self.lock = threading.Lock()
         self.lib = None
         try:
             import ctypes
@@ -589,13 +591,20 @@ class _Gzip:
     def __call__(self, data: np.ndarray) -> bytes:
         if self.lib is None:
             return zlib.compress(data, 1, wbits=31)
-        c = getattr(self.local, "compressor", None)
+        with self.lock:
+            c = self.free.pop() if self.free else None
         if c is None:
-            c = self.local.compressor = self.lib.libdeflate_alloc_compressor(1)
-        bound = self.lib.libdeflate_gzip_compress_bound(c, data.nbytes)
-        out = np.empty(bound, np.uint8)
-        n = self.lib.libdeflate_gzip_compress(c, data.ctypes.data, data.nbytes, out.ctypes.data,
-                                              bound)
+            c = self.lib.libdeflate_alloc_compressor(1)
+            if not c:
+                raise MemoryError("libdeflate: cannot allocate a compressor")
+        try:
+            bound = self.lib.libdeflate_gzip_compress_bound(c, data.nbytes)
+            out = np.empty(bound, np.uint8)
+            n = self.lib.libdeflate_gzip_compress(c, data.ctypes.data, data.nbytes,
+                                                  out.ctypes.data, bound)
+        finally:
+            with self.lock:
+                self.free.append(c)
         if n == 0:
             raise RuntimeError("libdeflate: output buffer too small")
         return out[:n].tobytes()
