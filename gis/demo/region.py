@@ -82,10 +82,29 @@ class LayerWriter:
             return
         frame = pd.concat(self.pending, ignore_index=True)
         self.pending = []
+        # A chunk whose number field is empty everywhere (no bridge in these districts) would
+        # create the column as TEXT, and later chunks' numbers would be stored as text.
+        for column in _number_fields(self.layer):
+            if column in frame and frame[column].dtype == object:
+                frame[column] = pd.to_numeric(frame[column]).astype(np.float64)
         gdf = gpd.GeoDataFrame(frame, geometry="geometry", crs=CRS)
         write_layer(gdf, self.path, self.layer, self.geometry_type, append=self.chunks > 0)
         self.count += len(gdf)
         self.chunks += 1
+
+
+def _number_fields(layer: str) -> list[str]:
+    """Fields the layer's standard types as numbers (floats)."""
+    import standards
+
+    name = {"buildings": "building", "roads": "road", "rail": "rail", "pipelines": "pipeline",
+            "crashes": "crash"}.get(layer)
+    if name is None:
+        return []
+    props = standards.load(name).properties
+    return [k for k, spec in props.items()
+            if "number" in (spec.get("type") if isinstance(spec.get("type"), list)
+                            else [spec.get("type")])]
 
 
 def write_layer(gdf: gpd.GeoDataFrame, path: Path, layer: str, geometry_type: str,

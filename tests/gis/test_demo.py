@@ -412,6 +412,15 @@ def test_scaled_national_streams_and_matches_a_whole_array_fill(tmp_path, monkey
     xy = np.round(shapely.get_coordinates(on_border), 6)
     _, counts = np.unique(xy, axis=0, return_counts=True)
     assert (counts >= 2).all()
+    # Every record of the streamed region meets its standard too (the national region's
+    # mountain tunnels once broke the road standard's depth limit).
+    for layer, standard in LAYERS.items():
+        validator = Draft202012Validator(json.loads((SCHEMAS / f"{standard}.json").read_text()))
+        frame = read(out, layer).drop(columns="geometry")
+        errors = [f"{r['id']}: {e.message}" for r in frame.to_dict("records")
+                  for e in validator.iter_errors({k: _plain(v) for k, v in r.items()
+                                                  if _plain(v) is not None})]
+        assert errors == [], (layer, errors[:5])
 
 
 # --- atomic output --------------------------------------------------------------------------------
