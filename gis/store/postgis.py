@@ -9,9 +9,9 @@ transaction (PostgreSQL DDL is transactional), so a failed ingest leaves the pre
 
 from __future__ import annotations
 
-import io
 import json
 import struct
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -61,8 +61,8 @@ def _copy_text(value: Any) -> str:
             .replace("\r", "\\r"))
 
 
-#: Rows per COPY statement: the text of a batch is built in memory, never the whole layer.
-COPY_BATCH = 50_000
+#: Rows encoded at a time for COPY: the text of a batch is built in memory, never the layer's.
+COPY_BATCH = 20_000
 
 
 def _copy_column(series: pd.Series) -> np.ndarray:
@@ -90,6 +90,30 @@ def _copy_column(series: pd.Series) -> np.ndarray:
         return np.array([_copy_text(v) for v in series], dtype=object)
     out[null] = r"\N"
     return out
+
+
+class _CopyStream:
+    """A read-only text file over an iterator of strings, for ``COPY ... FROM STDIN``."""
+
+    def __init__(self, chunks: Iterator[str]):
+        self._chunks = chunks
+        self._buf = ""
+        self._pos = 0
+
+    def read(self, size: int = -1) -> str:
+        parts = []
+        want = size if size >= 0 else float("inf")
+        while want > 0:
+            if self._pos >= len(self._buf):
+                nxt = next(self._chunks, None)
+                if nxt is None:
+                    break
+                self._buf, self._pos = nxt, 0
+            piece = self._buf[self._pos:self._pos + int(min(want, len(self._buf)))]
+            self._pos += len(piece)
+            want -= len(piece)
+            parts.append(piece)
+        return "".join(parts)
 
 
 class PostGISStore(Store):
@@ -152,13 +176,17 @@ class PostGISStore(Store):
             [sql.Identifier(c) for c in columns] + [sql.Identifier("geom")]))
         copy = sql.SQL("COPY {} FROM STDIN").format(target).as_string(cur)
         geoms = shapely.set_srid(frame.geometry.values, srid)
-        for start in range(0, len(frame), COPY_BATCH):  # memory bounded by a batch
-            part = slice(start, start + COPY_BATCH)
-            cols = [_copy_column(frame[c].iloc[part]) for c in columns]
-            wkb = shapely.to_wkb(geoms[part], hex=True, include_srid=True)
-            cols.append(np.where(pd.isna(wkb), r"\N", wkb).astype(object))
-            buf = io.StringIO("\n".join(map("\t".join, zip(*cols))) + "\n")
-            cur.copy_expert(copy, buf)
+
+        def batches() -> Iterator[str]:  # encoded as COPY reads them: memory bounded by a batch
+            for start in range(0, len(frame), COPY_BATCH):
+                part = slice(start, start + COPY_BATCH)
+                cols = [_copy_column(frame[c].iloc[part]) for c in columns]
+                wkb = shapely.to_wkb(geoms[part], hex=True, include_srid=True)
+                cols.append(np.where(pd.isna(wkb), r"\N", wkb).astype(object))
+                yield "\n".join(map("\t".join, zip(*cols))) + "\n"
+
+        # One COPY: the server parses a batch while this process encodes the next.
+        cur.copy_expert(copy, _CopyStream(batches()), size=1 << 20)
         cur.execute(sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(
             sql.Identifier(f"{layer.name}_geom_gist"), table))
         cur.execute(sql.SQL("ANALYZE {}").format(table))  # planner statistics for bbox queries

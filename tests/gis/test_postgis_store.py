@@ -45,7 +45,7 @@ def test_copy_in_batches_matches_geopackage(tmp_path, postgis_store_url, monkeyp
     GeoPackage does; the table has statistics (ANALYZE) and its GiST index is used."""
     import gis.store.postgis as pgmod
 
-    monkeypatch.setattr(pgmod, "COPY_BATCH", 3)
+    monkeypatch.setattr(pgmod, "COPY_BATCH", 3)  # many batches in one streamed COPY
     frame = buildings_frame()
     frame.loc[frame.index[0], "name"] = "tab\there\\back\nslash"  # COPY escapes
     frame.to_file(tmp_path / "b.gpkg")
