@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import traceback
 
@@ -89,6 +90,9 @@ def cli(ctx, verbose: bool, quiet: bool):
     """
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # dask.distributed sets its loggers from its config when first imported (INFO: cluster
+    # start and stop chatter); the environment overrides that config.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(level).lower())
     ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 

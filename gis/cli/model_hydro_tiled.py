@@ -12,7 +12,6 @@ are accepted.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -187,11 +186,6 @@ def run(ctx: click.Context, step: str, *, dem: str, dem_crs: str | None, out: st
     scratch = tiled.work_dir(parent)
     timings: dict[str, float] = {}
     notes: list[str] = []
-    if workers > 1 or scheduler:
-        import distributed  # noqa: F401  (its import sets its loggers to INFO: cluster chatter)
-
-        logging.getLogger("distributed").setLevel(max(logging.getLogger().level,
-                                                      logging.WARNING))
     try:
         with tiled.Executor(workers, scheduler, progress=_progress(ctx)) as ex:
             filled = src

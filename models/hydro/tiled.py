@@ -55,6 +55,7 @@ elevation models on desktops or clusters", Environmental Modelling & Software 92
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -176,30 +177,35 @@ class RasterSource:
         return out
 
 
-_OPEN = threading.local()
+_OPEN: dict[tuple, Any] = {}  # (thread, path, file identity) -> open dataset
+_OPEN_LOCK = threading.Lock()
 
 
 def _open_raster(path: str):
     """The raster opened once per process and thread: a task unpickles a fresh source, and
-    opening the file again for every tile cost more than reading the tile."""
+    opening the file again for every tile cost more than reading the tile. Closed at exit
+    (a GDAL dataset left to the interpreter's teardown fails noisily)."""
     import rasterio
 
-    cache = getattr(_OPEN, "datasets", None)
-    if cache is None:
-        cache = _OPEN.datasets = {}
     try:  # a file rewritten at the same path is opened anew (long-lived cluster workers)
         st = os.stat(path)
-        key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        key = (threading.get_ident(), path, st.st_ino, st.st_mtime_ns, st.st_size)
     except OSError:  # GDAL virtual paths (/vsizip/...)
-        key = (path,)
-    ds = cache.get(key)
-    if ds is None or ds.closed:
-        if len(cache) >= 8:
-            for old in cache.values():
-                old.close()
-            cache.clear()
-        ds = cache[key] = rasterio.open(path)
-    return ds
+        key = (threading.get_ident(), path)
+    with _OPEN_LOCK:
+        ds = _OPEN.get(key)
+        if ds is None or ds.closed:
+            if len(_OPEN) >= 16:
+                _close_rasters()
+            ds = _OPEN[key] = rasterio.open(path)
+        return ds
+
+
+@atexit.register
+def _close_rasters() -> None:
+    for ds in list(_OPEN.values()):
+        ds.close()
+    _OPEN.clear()
 
 
 class ZarrSource:
