@@ -12,22 +12,13 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from models.hydro import fill_depressions
+from tests_helpers import read_nan
 
 DEMS = {
     "sw-taiwan-40m": ("tw-sw-dem40m", "tw_sw40_moi40m_wgs84.tif"),
     "fort-worth": ("pysheds-fortworth-dem", "dem.tif"),
     "big-tujunga": ("bigtujunga-srtm30m", "bigtujunga_srtm30m_utm11.tif"),
 }
-
-
-def read_nan(path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        a = ds.read(1)
-        nodata = ds.nodata
-    z = a.astype(np.float32)
-    if nodata is not None:
-        z[a == nodata] = np.nan
-    return z
 
 
 def richdem_fill(z: np.ndarray, epsilon: bool) -> np.ndarray:

@@ -17,6 +17,7 @@ from rasterio.transform import from_origin
 
 from models import hydro
 from models.hydro import tiled as T
+from tests_helpers import read_nan
 
 NGIS = [sys.executable, "-m", "gis"]
 
@@ -112,16 +113,6 @@ def test_tasks_read_one_tile_and_its_halo(tmp_path):
     dirs = CountingSource(T.read_all(ds))
     T.accumulate_tiled(dirs, T.TileStore(tmp_path / "a", z.shape, np.float64, 32))
     assert dirs.largest == 32 * 32
-
-
-def read_nan(path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        a = ds.read(1)
-        nodata = ds.nodata
-    z = a.astype(np.float32)
-    if nodata is not None:
-        z[a == nodata] = np.nan
-    return z
 
 
 @pytest.mark.shared_data
