@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
 
 from gis.errors import CRSError, MalformedFileError, UnknownFormatError
-from gis.io.model import SourceLayer
 from gis.io.raster import DemSource, is_raster_path, read_dem
 
+if TYPE_CHECKING:
+    from gis.io.model import SourceLayer
+
 __all__ = ["SourceLayer", "DemSource", "read_source", "read_dem", "is_raster_path", "parse_crs"]
+
+
+def __getattr__(name: str):
+    """``SourceLayer`` on first use: it brings geopandas (half a second), which the raster
+    commands (terrain, hydrology) never need."""
+    if name == "SourceLayer":
+        from gis.io.model import SourceLayer
+
+        return SourceLayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_crs(text: str | None) -> CRS | None:
@@ -43,7 +56,8 @@ def _sniff_xml(path: str) -> str | None:
     if b"citygml" not in head and b"CityModel" not in head:
         return "xml"
     pipe_words = (b"Pipe", b"Cable", b"Duct")
-    if b"/iur/uro" in head and any(b"<uro:" + w in head or w + b" gml:id" in head for w in pipe_words):
+    if b"/iur/uro" in head and any(b"<uro:" + w in head or w + b" gml:id" in head
+                                   for w in pipe_words):
         if b"<bldg:Building" not in head:
             return "pipes"
     return "citygml"
