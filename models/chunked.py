@@ -42,28 +42,28 @@ passed to the kernel (a two-argument change to ``fs._mc_kernel``).
 
 The explicit 2D flood model (:mod:`models.flood.swe`) and halos
 ----------------------------------------------------------------
-Its step has a stencil of one cell, but (1) the time step is adaptive and global,
-``dt = alpha dx / sqrt(g h_max)`` over the whole grid, so every step needs a global reduction
-(a barrier) before any tile can advance; (2) a step is three passes (fluxes, positivity limiter,
-continuity), each needing the neighbours' newest values, so a tile's result depends on cells up
-to three away per step; (3) the state restarts from face discharges, which
-:func:`models.flood.swe.simulate` does not take as input (``uv0`` are cell velocities), and it
-carries about six arrays (depth, two face discharges, maximum depth, speed, arrival time).
-Measured with ``bench.chunked`` (4,000 x 4,000 cells in 1,000 x 1,000 chunks, 2 shared cores):
-one 1-cell exchange of a single float32 array through dask costs about 145 ms on the threaded
-scheduler and 730 ms on a 2-process LocalCluster (dask's overlap rebuilds every block by
-concatenation, i.e. copies the grid), and 176 ms / 1,070 ms with the global maximum brought back
-to the client each step. The in-memory step costs about 24 ns per *wet* cell-step (swe's docstring) and nothing on
-dry land (active row spans), so a fully wet 16 M-cell grid steps in ~0.2-0.4 s while six arrays
-exchanged per step would add ~0.9 s (threads) to ~4 s (cluster), for every cell wet or dry. On
-one node the in-memory model with numba threads over rows is the right tool. A distributed run
-would keep each tile's state resident on its worker (actors or MPI, not a task graph per step),
-extend tiles by a *wide halo* of ``H`` cells and exchange only every ``H / 3`` steps,
-recomputing the halo cells redundantly (``(1 + 2H/c)^2 - 1`` extra work for tiles of side
-``c``: 12 % for H = 30, c = 1,000), with a fixed ``dt`` per block of steps (the global
-``h_max`` taken at the exchange plus a bound on what rain and inflows can add within the block);
-the result then equals an in-memory run with the same step sequence exactly. Measured on the same grid, one 10-cell exchange for 10 steps
-costs 0.8 s against 2.1 s for ten 1-cell exchanges (both including the Zarr read and write).
+Its step has a stencil of one cell, but (1) the time step is adaptive and global, ``dt = alpha dx /
+sqrt(g h_max)`` over the whole grid, so every step needs a global reduction (a barrier) before any
+tile can advance; (2) a step is three passes (fluxes, positivity limiter, continuity), each needing
+the neighbours' newest values, so a tile's result depends on cells up to three away per step; (3)
+the state restarts from face discharges, which :func:`models.flood.swe.simulate` does not take as
+input (``uv0`` are cell velocities), and it carries about six arrays (depth, two face discharges,
+maximum depth, speed, arrival time). Measured with ``bench.chunked`` (4,000 x 4,000 cells in 1,000 x
+1,000 chunks, 2 shared cores): one 1-cell exchange of a single float32 array through dask costs
+about 145 ms on the threaded scheduler and 730 ms on a 2-process LocalCluster (dask's overlap
+rebuilds every block by concatenation, i.e. copies the grid), and 176 ms / 1,070 ms with the global
+maximum brought back to the client each step. The in-memory step costs about 24 ns per *wet*
+cell-step (swe's docstring) and nothing on dry land (active row spans), so a fully wet 16 M-cell
+grid steps in ~0.2-0.4 s while six arrays exchanged per step would add ~0.9 s (threads) to ~4 s
+(cluster), for every cell wet or dry. On one node the in-memory model with numba threads over rows
+is the right tool. A distributed run would keep each tile's state resident on its worker (actors or
+MPI, not a task graph per step), extend tiles by a *wide halo* of ``H`` cells and exchange only
+every ``H / 3`` steps, recomputing the halo cells redundantly (``(1 + 2H/c)^2 - 1`` extra work for
+tiles of side ``c``: 12 % for H = 30, c = 1,000), with a fixed ``dt`` per block of steps (the global
+``h_max`` taken at the exchange plus a bound on what rain and inflows can add within the block); the
+result then equals an in-memory run with the same step sequence exactly. Measured on the same grid,
+one 10-cell exchange for 10 steps costs 0.8 s against 2.1 s for ten 1-cell exchanges (both including
+the Zarr read and write).
 :func:`iterate_wide_halo` is a tested prototype of that schedule for any explicit stencil step.
 """
 
@@ -316,8 +316,9 @@ def dask_client(workers: int | None = None, address: str | None = None, *,
             yield client
         return
     with LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker,
-                      processes=processes, memory_limit=memory_limit,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      processes=processes, memory_limit=memory_limit, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0",  # loopback only
+                      ) as cluster, Client(cluster) as client:
         yield client
 
 

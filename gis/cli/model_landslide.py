@@ -72,10 +72,17 @@ ASSET_LAYERS = ("buildings", "roads", "rail", "pipelines")
               "into their surroundings.")
 @click.option("--store", default=None, help="Base-map store: warning areas list the buildings, "
               "roads, rail and pipelines they touch.")
+@click.option("--chunk", type=click.IntRange(16), default=None, metavar="N",
+              help="Run the local models (slope, aspect, curvatures, sinmap, shalstab, fs) in "
+                   "N x N chunks with dask; results identical to the in-memory run.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --chunk: a local dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="With --chunk: address of a running dask scheduler (tcp://host:8786).")
 @click.pass_context
 def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slope_path, sca_path,
-            rain, drain_hours, report_hours, inventory, label, factors, model, cv_repeats, compare, draws, seed, terrain,
-            edge_contamination, min_cells, store):
+            rain, drain_hours, report_hours, inventory, label, factors, model, cv_repeats, compare,
+            draws, seed, terrain, edge_contamination, min_cells, store, chunk, workers, scheduler):
     """Landslide hazard: stability rasters, warning areas, summary and map in OUT.
 
     \b
@@ -95,7 +102,8 @@ def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slop
 
     src = read_projected_dem(dem, crs=dem_crs)
     kwargs: dict = {"method": method, "seed": seed, "n_draws": draws, "terrain": terrain,
-                    "model": model, "drain_h": drain_hours, "cv_repeats": cv_repeats, "min_cells": min_cells, "compare": compare,
+                    "model": model, "drain_h": drain_hours, "cv_repeats": cv_repeats,
+                    "min_cells": min_cells, "compare": compare,
                     "edge_contamination": edge_contamination}
     kwargs["recharge"] = parse_recharge(recharge)
     if params_path and method in ("sinmap", "shalstab", "fs"):
@@ -129,8 +137,15 @@ def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slop
         kwargs["factors"] = (stack, names)
         kwargs["observations"] = _observations(inventory, label, stack, src, seed)
     assets = _assets(store, src) if store else None
-    with tqdm(total=None, desc=f"landslide {method}", file=sys.stderr, unit="step",
-              disable=not progress_enabled(ctx)) as bar:
+    if (workers or scheduler) and not chunk:
+        raise click.UsageError("--workers/--scheduler need --chunk")
+    if workers and scheduler:
+        raise click.UsageError("give --workers or --scheduler, not both")
+    from models.chunked import dask_client
+
+    with dask_client(workers, scheduler) as client, tqdm(
+            total=None, desc=f"landslide {method}", file=sys.stderr, unit="step",
+            disable=not progress_enabled(ctx)) as bar:
         def progress(stage, done, total):
             bar.set_description(f"landslide {stage}")
             if total > 1:
@@ -141,7 +156,7 @@ def command(ctx, dem, dem_crs, out, method, params_path, regions, recharge, slop
             bar.refresh()
 
         result = run_landslide(src.data, src.transform, src.crs, assets=assets,
-                               progress=progress, **kwargs)
+                               progress=progress, chunk=chunk, client=client, **kwargs)
     result.summary["inputs"] = {"dem": str(dem), "params": params_path, "regions": regions,
                                 "slope": slope_path, "sca": sca_path, "rain": rain,
                                 "inventory": inventory, "factors": list(factors),

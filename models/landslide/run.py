@@ -101,7 +101,8 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
                   model: str = "logistic", n_draws: int = 1000, seed: int = 0,
                   cv_repeats: int = 5, compare: bool = True,
                   assets: Mapping[str, Any] | None = None, terrain: bool = False,
-                  progress: Callable[[str, int, int], None] | None = None) -> LandslideResult:
+                  progress: Callable[[str, int, int], None] | None = None,
+                  chunk: int | None = None, client: Any = None) -> LandslideResult:
     """Run one method on a DEM grid (metres, NaN = nodata).
 
     Args:
@@ -121,6 +122,9 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             (and holes in them) smaller than this many cells (8-connected) are merged into their
             surroundings before polygonising (1 = keep every cell).
         progress: Called as progress(stage, done, total).
+        chunk: Compute the local models (Zevenbergen-Thorne terrain, sinmap, shalstab, fs)
+            in ``chunk`` x ``chunk`` chunks with dask (:mod:`models.chunked`, identical
+            results); ``client`` a dask.distributed Client, else dask's threads.
     """
     from models.impacts import assets_in_areas, warning_polygons
 
@@ -155,7 +159,14 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             raise DataError("slope/sca rasters must be on the DEM grid", field="sca")
         summary["terrain"] = src
     if terrain:
-        zt = zevenbergen_thorne(dem, dx, dy)
+        if chunk:
+            from models import chunked
+
+            zt = chunked.compute(chunked.zevenbergen_thorne(chunked.from_array(
+                dem, transform, crs, chunks=chunk)), client=client)
+            zt = {k: zt[k].values for k in chunked.ZT_LAYERS}
+        else:
+            zt = zevenbergen_thorne(dem, dx, dy)
         rasters["slope"] = (np.asarray(slope, np.float32), {"units": "tan", "source":
                                                             src.get("slope", "")})
         rasters["aspect"] = (zt["aspect"], {"units": "degrees clockwise from north"})
@@ -168,8 +179,15 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
     map_layer = None
     if method == "sinmap":
         step("sinmap")
-        si, sat = stability_index(slope, sca, regions, region_raster=region_raster,
+        if chunk:
+            from models.chunked import local_model
+
+            si, sat = local_model("sinmap", slope, sca, regions, transform=transform, crs=crs,
+                                  chunk=chunk, client=client, region_raster=region_raster,
                                   recharge=recharge)
+        else:
+            si, sat = stability_index(slope, sca, regions, region_raster=region_raster,
+                                      recharge=recharge)
         cls = si_classes(si)
         levels = _SINMAP_LEVEL[cls]
         rasters["si"] = (si, {"model": "SINMAP (Pack et al. 1998)", "units": "stability index"})
@@ -181,7 +199,13 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
         map_layer = si
     elif method == "shalstab":
         step("shalstab")
-        q, wc = critical_rainfall(slope, sca, regions, region_raster=region_raster)
+        if chunk:
+            from models.chunked import local_model
+
+            q, wc = local_model("shalstab", slope, sca, regions, transform=transform, crs=crs,
+                                chunk=chunk, client=client, region_raster=region_raster)
+        else:
+            q, wc = critical_rainfall(slope, sca, regions, region_raster=region_raster)
         cls = shalstab_classes(q, wc)
         levels = _SHALSTAB_LEVEL[cls]
         rasters["qcrit"] = (q, {"model": "SHALSTAB (Montgomery & Dietrich 1994)",
@@ -192,8 +216,15 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
         map_layer = q
     elif method == "fs":
         step("factor of safety")
-        fs = fs_mod.factor_of_safety(slope, sca, regions, recharge=float(np.mean(recharge)),
-                                     region_raster=region_raster)
+        if chunk:
+            from models.chunked import local_model
+
+            (fs,) = local_model("fs", slope, sca, regions, transform=transform, crs=crs,
+                                chunk=chunk, client=client, region_raster=region_raster,
+                                recharge=recharge)
+        else:
+            fs = fs_mod.factor_of_safety(slope, sca, regions, recharge=float(np.mean(recharge)),
+                                         region_raster=region_raster)
         step("monte carlo")
         pof = fs_mod.probability_of_failure(slope, sca, regions, recharge=recharge,
                                             region_raster=region_raster, n=n_draws, seed=seed)
@@ -235,7 +266,8 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
                 "bands": ", ".join(f"FS at {t / 3600:g} h" for t in res.report_times_s)})
         during = np.isfinite(ft_h) & (ft_h > 0)
         tr = {"parameters": tp.as_dict(), "rain_total_mm": float(np.sum(depth)),
-              "rain_hours": float(edges[-1] / 3600), "cells_unstable_before": int((ft_h == 0).sum()),
+              "rain_hours": float(edges[-1] / 3600),
+              "cells_unstable_before": int((ft_h == 0).sum()),
               "cells_failing_during": int(during.sum())}
         if during.any():
             first = float(np.nanmin(ft_h[during]))

@@ -296,3 +296,25 @@ def test_cli_methods_on_the_hydrology_core(demo_store, tmp_path):
     pof, *_ = _read(out / "pof.tif")
     ref = probability_of_failure(slope, sca, regions, recharge=(0.0009, 0.00135), n=50, seed=3)
     assert np.array_equal(pof, ref, equal_nan=True)                 # seeded: the same raster
+
+
+@pytest.mark.slow
+def test_cli_chunked_equals_in_memory(demo_store, tmp_path):
+    """--chunk runs the local models chunk by chunk with halos (models.chunked): every raster
+    equals the in-memory run's, on dask's threads and on a LocalCluster of 2 processes."""
+    mem = tmp_path / "mem"
+    assert _run("--dem", demo_store, "--out", mem, "--method", "sinmap",
+                "--terrain").exit_code == 0
+    runs = {"threads": ("--chunk", 48), "cluster": ("--chunk", 64, "--workers", 2)}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        res = _run("--dem", demo_store, "--out", out, "--method", "sinmap", "--terrain", *extra)
+        assert res.exit_code == 0, res.output
+        tifs = sorted(p.name for p in mem.glob("*.tif"))
+        assert tifs == sorted(p.name for p in out.glob("*.tif")) and "si.tif" in tifs
+        for tif in tifs:
+            a, *_ = _read(mem / tif)
+            b, *_ = _read(out / tif)
+            assert np.array_equal(a, b, equal_nan=True), (name, tif)
+    res = _run("--dem", demo_store, "--out", tmp_path / "x", "--workers", 2)
+    assert res.exit_code == 2 and "--chunk" in res.output
