@@ -17,20 +17,21 @@ elevation models on desktops or clusters", Computers & Geosciences 96, 56-68)
 The filled elevation of a cell is its *water level*: the lowest, over all paths from the cell to
 an outlet (the DEM's edge, nodata, the sea), of the highest elevation on the path. Seen from one
 tile, a path leaves either through an outlet in the tile or through a cell of the tile's
-perimeter; so once the water level ``W(p)`` of every perimeter cell is known, raising each
-perimeter cell to ``W(p)`` and running the ordinary in-memory fill on the tile (its perimeter
-being outlets, as the grid edge always is) gives exactly the global result inside it.
+perimeter, so the water levels ``W(p)`` of the perimeter cells decide everything inside.
 
 1. *First pass, per tile*: Priority-Flood from the tile's perimeter, each perimeter cell seeding
    a label of its own (outlets share the label OUT), records for every pair of touching labels the
-   lowest spill elevation between them (max of the two cells' filled levels).
+   lowest spill elevation between them (max of the two cells' filled levels). The tile filled
+   this way (``f1``) and its labels are kept on disk (Barnes' "retain" strategy: 5-6 bytes per
+   cell, a tile at a time in memory).
 2. *Global solve*: a graph whose nodes are the perimeter cells of all tiles plus OUT, with the
    spill edges of step 1 and an edge between every two touching perimeter cells of neighbouring
    tiles (weight: the higher of the two elevations). A minimax Dijkstra from OUT gives each
    perimeter cell its water level. The graph is small (4 x tile cells per tile).
-3. *Second pass, per tile*: raise the perimeter, :func:`models.hydro.fill_depressions`, write.
-   The tile is read again rather than kept (Barnes' "evict" strategy), so nothing of size of the
-   DEM stays in memory between passes.
+3. *Second pass, per tile*: each cell becomes ``max(f1, W(seed of its label))``. It reaches its
+   seed no higher than ``f1`` and the seed drains at ``W``; and any way out either stays in the
+   tile (no lower than ``f1``) or passes the seed's water level. So this is the global fill,
+   bit for bit (only copies of elevations are compared).
 
 Flow directions
 ---------------
@@ -81,7 +82,7 @@ from models.hydro._grid import (
     pheap_push,
 )
 from models.hydro.accumulate import accumulate_d8, flow_order_d8
-from models.hydro.fill import _fifo_put, _from_keys, _to_keys, fill_depressions, padded_grid
+from models.hydro.fill import _fifo_put, _from_keys, _to_keys, padded_grid
 from models.hydro.flowdir import _d8_steepest, _spacing, d8_from_steepest
 
 OUT = 1  # label of outlets in the first fill pass; perimeter cell k has label 2 + k
@@ -639,11 +640,12 @@ class _FillGraph:
     edges: tuple[np.ndarray, np.ndarray, np.ndarray]  # labels a, b (1 = OUT, 2 + k) and level
 
 
-def _fill_pass1(src, tiling: Tiling, i: int, j: int, sea_level: float | None) -> _FillGraph:
+def _fill_pass1(src, tiling: Tiling, i: int, j: int, sea_level: float | None,
+                keep: str) -> _FillGraph:
     r0, r1, c0, c1 = tiling.window(i, j)
     block = src.read(r0, r1, c0, c1)
     h, w = block.shape
-    zp, inner, _ = padded_grid(block, None, True, sea_level)  # outlets at -inf, NaN frame
+    zp, inner, sinks = padded_grid(block, None, True, sea_level)  # outlets at -inf, NaN frame
     rr, cc = ring_cells(h, w)
     ring_z = inner[rr, cc].astype(np.float64)
     ring_out = _on_dem_edge(rr, cc, r0, c0, tiling.shape) | (ring_z == -np.inf)
@@ -654,7 +656,23 @@ def _fill_pass1(src, tiling: Tiling, i: int, j: int, sea_level: float | None) ->
     _flood_labels(keys, h, w, lab.reshape(-1))
     a, b, spill = _spills(keys, h, w, lab.reshape(-1))
     levels = _from_keys(spill.copy(), values).astype(np.float64)
+    # Kept for the second pass (Barnes' "retain"): the tile filled with its perimeter as
+    # outlets, outlets holding their own values, and each cell's label.
+    filled = _from_keys(keys, values).reshape(h + 2, w + 2)[1:-1, 1:-1]
+    if sinks is not None:
+        filled[sinks] = block[sinks]
+    labels = lab[1:-1, 1:-1]
+    _save(os.path.join(keep, f"{i}_{j}.filled.npy"), filled)
+    _save(os.path.join(keep, f"{i}_{j}.labels.npy"),
+          labels.astype(np.uint16) if rr.size + 2 < 65535 else labels)
     return _FillGraph(i, j, rr + r0, cc + c0, ring_z, ring_out, (a, b, levels))
+
+
+def _save(path: str, array: np.ndarray) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array))
+    os.replace(tmp, path)
 
 
 # --- fill: global solve ----------------------------------------------------------------------
@@ -765,17 +783,20 @@ def _solve_fill(graphs: list[_FillGraph], tiling: Tiling) -> dict[tuple[int, int
 
 # --- fill: second pass -----------------------------------------------------------------------
 
-def _fill_pass2(src, sink: TileStore, tiling: Tiling, i: int, j: int, sea_level: float | None,
+def _fill_pass2(keep: str, sink: TileStore, tiling: Tiling, i: int, j: int,
                 levels: np.ndarray) -> None:
-    r0, r1, c0, c1 = tiling.window(i, j)
-    block = src.read(r0, r1, c0, c1)
-    z = np.array(block, dtype=block.dtype if block.dtype == np.float64 else np.float32)
-    rr, cc = ring_cells(r1 - r0, c1 - c0)
-    ring = z[rr, cc]
-    with np.errstate(invalid="ignore"):
-        raise_to = np.isfinite(levels) & (levels > ring)
-    z[rr[raise_to], cc[raise_to]] = levels[raise_to].astype(z.dtype)
-    sink.write(r0, c0, fill_depressions(z, sea_level=sea_level))
+    """The tile's final fill: each cell at the higher of its first-pass level and the water
+    level of its label's perimeter seed. A cell drains to its seed no higher than its first-pass
+    level, and the seed to an outlet at its water level; no path does better (Barnes 2016,
+    the "retain" strategy), so this equals the global fill bit for bit."""
+    r0, _, c0, _ = tiling.window(i, j)
+    filled = np.load(os.path.join(keep, f"{i}_{j}.filled.npy"))
+    labels = np.load(os.path.join(keep, f"{i}_{j}.labels.npy"))
+    by_label = np.full(levels.size + 2, -np.inf, dtype=filled.dtype)  # OUT: no raise
+    by_label[2:] = levels
+    sink.write(r0, c0, np.maximum(filled, by_label[labels]))
+    for name in ("filled", "labels"):
+        os.remove(os.path.join(keep, f"{i}_{j}.{name}.npy"))
 
 
 def _tiling(src, sink: TileStore) -> Tiling:
@@ -803,15 +824,21 @@ def fill_tiled(src, sink: TileStore, *, sea_level: float | None = None,
     executor = executor or Executor()
     tiling = _tiling(src, sink)
     tiles = tiling.tiles()
-    graphs = executor.map(_fill_pass1, [(src, tiling, i, j, sea_level) for i, j in tiles],
-                          "fill: first pass")
-    t0 = time.perf_counter()
-    levels = _solve_fill(graphs, tiling)
-    solve = time.perf_counter() - t0
-    n_nodes = 1 + sum(g.ring_z.size for g in graphs)
-    n_edges = sum(g.edges[0].size for g in graphs)
-    executor.map(_fill_pass2, [(src, sink, tiling, i, j, sea_level, levels[(i, j)])
-                               for i, j in tiles], "fill: second pass")
+    keep = sink.path + ".first-pass"  # beside the output: on the file system workers share
+    shutil.rmtree(keep, ignore_errors=True)
+    os.makedirs(keep)
+    try:
+        graphs = executor.map(_fill_pass1, [(src, tiling, i, j, sea_level, keep)
+                                            for i, j in tiles], "fill: first pass")
+        t0 = time.perf_counter()
+        levels = _solve_fill(graphs, tiling)
+        solve = time.perf_counter() - t0
+        n_nodes = 1 + sum(g.ring_z.size for g in graphs)
+        n_edges = sum(g.edges[0].size for g in graphs)
+        executor.map(_fill_pass2, [(keep, sink, tiling, i, j, levels[(i, j)])
+                                   for i, j in tiles], "fill: second pass")
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
     return TiledReport(len(tiles), n_nodes, n_edges, solve_seconds=solve)
 
 
