@@ -268,12 +268,14 @@ def from_array(data: np.ndarray | dsa.Array, transform: Affine, crs: Any = None,
 def local_model(method: str, slope: np.ndarray, sca: np.ndarray, regions: list[Region], *,
                 transform: Affine, crs: Any = None, chunk: int = 1024, client: Any = None,
                 region_raster: np.ndarray | None = None,
-                recharge: tuple[float, float] = DEFAULT_RECHARGE) -> tuple[np.ndarray, ...]:
+                recharge: tuple[float, float] = DEFAULT_RECHARGE, n_draws: int = 1000,
+                seed: int = 0) -> tuple[np.ndarray, ...]:
     """The per-cell stability model of :func:`models.landslide.run.run_landslide` computed in
     ``chunk`` x ``chunk`` chunks (on ``client``, else threads), numpy in and out, equal to the
     in-memory call: ``sinmap`` -> (si, sat) as ``sinmap.stability_index``, ``shalstab`` ->
     (q, wc) as ``shalstab.critical_rainfall``, ``fs`` -> (fs,) as ``fs.factor_of_safety`` at
-    the mean recharge with mid values."""
+    the mean recharge with mid values, ``pof`` -> (pof,) as ``fs.probability_of_failure``
+    (``n_draws``, ``seed``)."""
     s = from_array(np.asarray(slope), transform, crs, chunks=chunk, name="slope")
     a = from_array(np.asarray(sca), transform, crs, chunks=chunk, name="sca")
     r = None if region_raster is None else from_array(np.asarray(region_raster), transform,
@@ -285,6 +287,9 @@ def local_model(method: str, slope: np.ndarray, sca: np.ndarray, regions: list[R
     elif method == "fs":
         outs = (factor_of_safety(s, a, regions, recharge=float(np.mean(recharge)),
                                  region_raster=r),)
+    elif method == "pof":
+        outs = (probability_of_failure(s, a, regions, recharge=recharge, region_raster=r,
+                                       n=n_draws, seed=seed),)
     else:
         raise ValueError(f"no chunked path for method {method!r}")
     res = compute(*outs, client=client)
@@ -402,6 +407,29 @@ def factor_of_safety(slope: xr.DataArray, sca: xr.DataArray, regions: list[Regio
         s, a, regions, recharge=recharge, region_raster=r, bound=bound, rho_w=rho_w),
         slope, sca, region_raster, 1)
     return like(slope, out, "fs", attrs={"model": "infinite slope (SINMAP form)"})
+
+
+def probability_of_failure(slope: xr.DataArray, sca: xr.DataArray, regions: list[Region], *,
+                           recharge: tuple[float, float],
+                           region_raster: xr.DataArray | None = None, n: int = 1000,
+                           seed: int = 0, rho_w: float = RHO_WATER) -> xr.DataArray:
+    """Monte Carlo P(FS < 1) per chunk (:func:`models.landslide.fs.probability_of_failure`): each
+    chunk seeds its cells' random streams by their index in the whole grid, so the result equals
+    the in-memory one."""
+    s, a, r = _aligned(slope, slope, sca, region_raster)
+    width = slope.shape[1]
+
+    def kernel(sb, ab, rb=None, block_info=None):
+        (r0, _), (c0, _) = block_info[0]["array-location"]
+        with _numba_threads(1):  # dask supplies the parallelism
+            return _fs.probability_of_failure(sb, ab, regions, recharge=recharge,
+                                              region_raster=rb, n=n, seed=seed, rho_w=rho_w,
+                                              offset=(r0, c0), width=width)
+
+    arrays = [s, a] if r is None else [s, a, r]
+    out = dsa.map_blocks(kernel, *arrays, dtype=np.float32)
+    return like(slope, out, "pof", attrs={"model": "Monte Carlo P(FS<1)", "draws": str(n),
+                                          "seed": str(seed)})
 
 
 def critical_rainfall(slope: xr.DataArray, sca: xr.DataArray, regions: list[Region], *,

@@ -88,7 +88,7 @@ def factor_of_safety(slope: np.ndarray, sca: np.ndarray, regions: list[Region], 
 
 
 @njit(cache=True, parallel=True)
-def _mc_kernel(slope, sca, region, params, rmin, rmax, rho_w, n, seed):
+def _mc_kernel(slope, sca, region, params, rmin, rmax, rho_w, n, seed, row0, col0, width):
     rows, cols = slope.shape
     pof = np.full((rows, cols), np.nan, dtype=np.float32)
     seed_u = _mix(np.uint64(seed) * _GOLDEN + _GOLDEN)
@@ -111,7 +111,7 @@ def _mc_kernel(slope, sca, region, params, rmin, rmax, rho_w, n, seed):
             t1 = math.tan(p[4] * math.pi / 180.0)
             t2 = math.tan(p[5] * math.pi / 180.0)
             r = rho_w / p[6]
-            state = _mix(seed_u ^ np.uint64(i * cols + j))
+            state = _mix(seed_u ^ np.uint64((i + row0) * width + (j + col0)))
             fails = 0
             for _ in range(n):
                 u, state = _uniform(state)
@@ -128,7 +128,9 @@ def _mc_kernel(slope, sca, region, params, rmin, rmax, rho_w, n, seed):
 
 def probability_of_failure(slope: np.ndarray, sca: np.ndarray, regions: list[Region], *,
                            recharge: tuple[float, float], region_raster: np.ndarray | None = None,
-                           n: int = 1000, seed: int = 0, rho_w: float = RHO_WATER) -> np.ndarray:
+                           n: int = 1000, seed: int = 0, rho_w: float = RHO_WATER,
+                           offset: tuple[int, int] = (0, 0), width: int | None = None
+                           ) -> np.ndarray:
     """Monte Carlo probability of failure P(FS < 1) per cell (float32 in [0, 1], NaN = nodata).
 
     Args:
@@ -137,6 +139,9 @@ def probability_of_failure(slope: np.ndarray, sca: np.ndarray, regions: list[Reg
         recharge: (R min, R max), m/h.
         n: Draws per cell.
         seed: Any non-negative integer; the same seed gives the same result.
+        offset, width: Where these arrays lie in a larger grid of ``width`` columns (a chunk):
+            each cell's random stream is seeded by its index in that grid, so a grid computed
+            chunk by chunk equals the whole grid computed at once.
     """
     if n < 1:
         raise ValueError("n must be >= 1")
@@ -145,8 +150,9 @@ def probability_of_failure(slope: np.ndarray, sca: np.ndarray, regions: list[Reg
     slope = np.asarray(slope, dtype=np.float64)
     sca = np.asarray(sca, dtype=np.float64)
     index, params = region_tables(regions, region_raster, slope.shape)
+    width = slope.shape[1] if width is None else int(width)
     return _mc_kernel(slope, sca, index, params, float(recharge[0]), float(recharge[1]),
-                      float(rho_w), int(n), int(seed))
+                      float(rho_w), int(n), int(seed), int(offset[0]), int(offset[1]), width)
 
 
 def fs_classes(fs: np.ndarray) -> np.ndarray:

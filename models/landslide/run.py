@@ -226,8 +226,14 @@ def run_landslide(dem: np.ndarray, transform: Affine, crs: Any, *, method: str =
             fs = fs_mod.factor_of_safety(slope, sca, regions, recharge=float(np.mean(recharge)),
                                          region_raster=region_raster)
         step("monte carlo")
-        pof = fs_mod.probability_of_failure(slope, sca, regions, recharge=recharge,
-                                            region_raster=region_raster, n=n_draws, seed=seed)
+        if chunk:
+            (pof,) = local_model("pof", slope, sca, regions, transform=transform, crs=crs,
+                                 chunk=chunk, client=client, region_raster=region_raster,
+                                 recharge=recharge, n_draws=n_draws, seed=seed)
+        else:
+            pof = fs_mod.probability_of_failure(slope, sca, regions, recharge=recharge,
+                                                region_raster=region_raster, n=n_draws,
+                                                seed=seed)
         levels = fs_mod.pof_classes(pof)
         rasters["fs"] = (fs, {"model": "infinite slope (SINMAP form)",
                               "scenario": f"recharge {np.mean(recharge)} m/h, mid values"})

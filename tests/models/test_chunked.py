@@ -257,7 +257,7 @@ def test_sinmap_from_dem_chain_random_dem():
     _same(f.values, fs.factor_of_safety(slope, sca, regions, recharge=0.0011))
 
 
-@pytest.mark.parametrize("method", ["sinmap", "shalstab", "fs"])
+@pytest.mark.parametrize("method", ["sinmap", "shalstab", "fs", "pof"])
 def test_local_model_numpy_in_and_out(method, cluster):
     """The entry point proposed for run_landslide(--chunk): numpy in, numpy out, same arrays as
     the in-memory calls of models/landslide/run.py, threaded and on the cluster."""
@@ -271,13 +271,17 @@ def test_local_model_numpy_in_and_out(method, cluster):
         ref = sinmap.stability_index(slope, sca, regions, region_raster=reg, recharge=rech)
     elif method == "shalstab":
         ref = shalstab.critical_rainfall(slope, sca, regions, region_raster=reg)
-    else:
+    elif method == "fs":
         ref = (fs.factor_of_safety(slope, sca, regions, recharge=float(np.mean(rech)),
                                    region_raster=reg),)
+    else:  # Monte Carlo: each cell's random stream is seeded by its index in the whole grid
+        ref = (fs.probability_of_failure(slope, sca, regions, recharge=rech, region_raster=reg,
+                                         n=64, seed=7),)
     tr = Affine(10, 0, 250000, 0, -10, 2600000)
     for client in (None, cluster):
         got = chunked.local_model(method, slope, sca, regions, transform=tr, crs=CRS, chunk=13,
-                                  client=client, region_raster=reg, recharge=rech)
+                                  client=client, region_raster=reg, recharge=rech, n_draws=64,
+                                  seed=7)
         assert len(got) == len(ref)
         for g, r in zip(got, ref):
             _same(g, r)

@@ -301,17 +301,24 @@ def test_cli_methods_on_the_hydrology_core(demo_store, tmp_path):
 @pytest.mark.slow
 def test_cli_chunked_equals_in_memory(demo_store, tmp_path):
     """--chunk runs the local models chunk by chunk with halos (models.chunked): every raster
-    equals the in-memory run's, on dask's threads and on a LocalCluster of 2 processes."""
+    equals the in-memory run's, on dask's threads and on a LocalCluster of 2 processes, the
+    seeded Monte Carlo probability of failure included."""
     mem = tmp_path / "mem"
     assert _run("--dem", demo_store, "--out", mem, "--method", "sinmap",
                 "--terrain").exit_code == 0
-    runs = {"threads": ("--chunk", 48), "cluster": ("--chunk", 64, "--workers", 2)}
-    for name, extra in runs.items():
+    fs_mem = tmp_path / "fs-mem"
+    assert _run("--dem", demo_store, "--out", fs_mem, "--method", "fs", "--draws", 40,
+                "--seed", 2).exit_code == 0
+    runs = {"threads": ("sinmap", mem, "--terrain", "--chunk", 48),
+            "cluster": ("sinmap", mem, "--terrain", "--chunk", 64, "--workers", 2),
+            "fs": ("fs", fs_mem, "--draws", 40, "--seed", 2, "--chunk", 40)}
+    for name, (method, mem, *extra) in runs.items():
         out = tmp_path / name
-        res = _run("--dem", demo_store, "--out", out, "--method", "sinmap", "--terrain", *extra)
+        res = _run("--dem", demo_store, "--out", out, "--method", method, *extra)
         assert res.exit_code == 0, res.output
         tifs = sorted(p.name for p in mem.glob("*.tif"))
-        assert tifs == sorted(p.name for p in out.glob("*.tif")) and "si.tif" in tifs
+        assert tifs == sorted(p.name for p in out.glob("*.tif"))
+        assert ("pof.tif" if method == "fs" else "si.tif") in tifs
         for tif in tifs:
             a, *_ = _read(mem / tif)
             b, *_ = _read(out / tif)
