@@ -89,4 +89,4 @@ bench: $(STAMP)
 	@for p in wrk libsqlite3-mod-spatialite; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get install -y -qq $$missing >/dev/null; fi
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
-	@for b in validate ingest tiles server hydro flood2d landslide hotspots; do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done
+	@for b in validate ingest tiles server hydro flood2d landslide hotspots terrain bim chunked scale; do echo "== bench/$$b.py"; $(PY) -m bench.$$b || exit 1; done
