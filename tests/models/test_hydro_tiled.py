@@ -84,6 +84,21 @@ def test_random_grids_equal_in_memory(seed, tmp_path):
         assert np.array_equal(want[2], got[2]), f"accumulation differs: {label}"
 
 
+def test_float64_dem_fill_is_bit_identical(tmp_path):
+    """float64 DEMs keep their precision through the tiles (ranks, not float32 keys)."""
+    rng = np.random.default_rng(11)
+    for trial in range(8):
+        h, w = (int(v) for v in rng.integers(3, 30, 2))
+        z = (rng.random((h, w)) * 5).round(2)  # ties, and values float32 cannot hold
+        z[rng.random((h, w)) < 0.05] = np.nan
+        sea = 0.5 if trial % 2 else None
+        store = T.TileStore(tmp_path / f"f{trial}", z.shape, z.dtype, int(rng.integers(3, 9)))
+        T.fill_tiled(T.ArraySource(z), store, sea_level=sea)
+        got = T.read_all(store)
+        assert got.dtype == np.float64
+        assert np.array_equal(hydro.fill_depressions(z, sea_level=sea), got, equal_nan=True)
+
+
 def test_flat_across_many_tiles_grows_the_window(tmp_path):
     """A filled lake 60 cells wide over tiles of 12: the tiles inside it must read the whole
     flat to route water as the in-memory path does (Barnes 2014b gradients)."""
