@@ -24,7 +24,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from lxml import etree
 from pyproj import CRS
@@ -32,6 +31,7 @@ from pyproj.exceptions import CRSError as PyprojCRSError
 from shapely.geometry import LineString, MultiLineString, Polygon
 
 from gis.errors import CRSError, DataError, MalformedFileError
+from gis.io.model import records_frame as typed_frame
 
 GML_NAMESPACES = frozenset({"http://www.opengis.net/gml", "http://www.opengis.net/gml/3.2"})
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -584,15 +584,11 @@ def records_frame(records: list[dict], columns: list[str], crs, swap: bool, floa
     Returns:
         The frame; other columns hold Python objects with None (not NaN) when missing.
     """
-    data = pd.DataFrame.from_records(records, columns=[*columns, "geometry"])
-    geoms = to_gis_order(data.pop("geometry").tolist(), swap)
-    for col in floats:
-        data[col] = pd.to_numeric(data[col]).astype(float)
-    for col in ints:
-        data[col] = pd.array(data[col].tolist(), dtype="Int64")
-    for col in data.columns.difference([*floats, *ints]):
-        data[col] = data[col].astype(object).where(data[col].notna(), None)
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, index=data.index), crs=crs)
+    frame = typed_frame(records, columns, crs, floats, ints)
+    if swap:
+        frame = frame.set_geometry(gpd.GeoSeries(
+            to_gis_order(frame.geometry.tolist(), True), index=frame.index, crs=crs))
+    return frame
 
 
 def to_gis_order(geoms: list, swap: bool) -> np.ndarray:
