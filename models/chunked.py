@@ -83,6 +83,7 @@ import xarray as xr
 from affine import Affine
 from dask.array.overlap import ensure_minimum_chunksize, overlap
 
+from models.hydro.xr import cell_size
 from models.landslide import fs as _fs
 from models.landslide import shalstab as _shalstab
 from models.landslide import sinmap as _sinmap
@@ -118,15 +119,6 @@ def as_float(da: xr.DataArray) -> xr.DataArray:
         out = out.where(da != nodata)
         out = out.astype(dtype)
     return out
-
-
-def cell_size(da: xr.DataArray) -> tuple[float, float]:
-    """(dx, dy) in metres from the DataArray's transform; refuses geographic CRSs."""
-    crs = da.rio.crs
-    if crs is not None and crs.is_geographic:
-        raise ValueError("the DataArray is in a geographic CRS; reproject it to metres first")
-    rx, ry = da.rio.resolution()
-    return abs(float(rx)), abs(float(ry))
 
 
 def transform_of(da: xr.DataArray) -> Affine:

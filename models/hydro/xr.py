@@ -25,7 +25,8 @@ def _values(da: xr.DataArray) -> np.ndarray:
     return data
 
 
-def _cell(da: xr.DataArray) -> tuple[float, float]:
+def cell_size(da: xr.DataArray) -> tuple[float, float]:
+    """(dx, dy) in metres from the DataArray's transform; refuses geographic CRSs."""
     crs = da.rio.crs
     if crs is not None and crs.is_geographic:
         raise ValueError("the DataArray is in a geographic CRS; reproject it to metres first")
@@ -51,13 +52,13 @@ def fill(dem: xr.DataArray, **kwargs) -> xr.DataArray:
 
 def d8(filled: xr.DataArray) -> xr.DataArray:
     """ESRI D8 codes (uint8, 0 = no outflow) of a filled DEM."""
-    dx, dy = _cell(filled)
+    dx, dy = cell_size(filled)
     return _like(filled, hydro.d8_directions(_values(filled), dx, dy), "d8", nodata=None)
 
 
 def dinf(filled: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
     """D-infinity angle (radians CCW from east, -1 undefined) and slope (tan) of a filled DEM."""
-    dx, dy = _cell(filled)
+    dx, dy = cell_size(filled)
     angle, slope = hydro.dinf_directions(_values(filled), dx, dy)
     return _like(filled, angle, "dinf_angle", nodata=-1.0), _like(filled, slope, "slope")
 
@@ -70,7 +71,7 @@ def accumulation(filled: xr.DataArray, method: str = "d8",
     :func:`specific_catchment_area` for TauDEM's ``sca``.
     """
     z = _values(filled)
-    dx, dy = _cell(filled)
+    dx, dy = cell_size(filled)
     valid = ~np.isnan(z)
     w = valid.astype(np.float64) if weights is None else np.where(
         valid, np.asarray(weights.values, dtype=np.float64), 0.0)
@@ -88,14 +89,14 @@ def accumulation(filled: xr.DataArray, method: str = "d8",
 def specific_catchment_area(filled: xr.DataArray) -> xr.DataArray:
     """D-infinity specific catchment area in metres (TauDEM's ``sca``)."""
     acc = accumulation(filled, "dinf")
-    return _like(filled, hydro.specific_catchment_area(acc.values, _cell(filled)[0]), "sca")
+    return _like(filled, hydro.specific_catchment_area(acc.values, cell_size(filled)[0]), "sca")
 
 
 def hand(dem: xr.DataArray, threshold: float, *, filled: xr.DataArray | None = None
          ) -> xr.DataArray:
     """Height above nearest drainage (m) for streams of at least ``threshold`` cells (D8)."""
     z = _values(dem)
-    dx, dy = _cell(dem)
+    dx, dy = cell_size(dem)
     f = hydro.fill_depressions(z) if filled is None else _values(filled)
     dirs = hydro.d8_directions(f, dx, dy)
     order = hydro.flow_order_d8(dirs)
@@ -139,7 +140,7 @@ def d8_tiled(filled: xr.DataArray, work_dir: str, *, tile: int = 2048,
     as a dask-backed DataArray in ``work_dir/d8``."""
     from models.hydro import tiled
 
-    dx, dy = _cell(filled)
+    dx, dy = cell_size(filled)
     src = tiled.DataArraySource(filled)
     store = tiled.TileStore(f"{work_dir}/d8", src.shape, np.uint8, tile)
     tiled.d8_tiled(src, store, dx, dy, sea_level=sea_level, executor=executor)
