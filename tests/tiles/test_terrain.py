@@ -251,21 +251,26 @@ def test_sw_taiwan_tiles_reproduce_dem_within_level_error(sw_terrain):
     assert worst[9] > 0.1  # the mesh is simplified, not the full grid
 
 
-def test_heights_are_ellipsoidal_with_our_geoid(demo_terrain):
-    dem, out, summary = demo_terrain
+def _finest_vertices(dem, out, zoom):
+    """Per tile of the finest level: (x, y, decoded tile, DEM height under each vertex, where
+    the DEM has data, geoid undulation there)."""
     ref = DemReference(dem)
-    z = summary.max_zoom
-    diffs, n_geoid = [], []
     for tz, x, y in tiles_on_disk(out):
-        if tz != z:
+        if tz != zoom:
             continue
-        t = read_tile(out, z, x, y)
-        west, south, east, north = tile_bounds(z, x, y)
+        t = read_tile(out, zoom, x, y)
+        west, south, east, north = tile_bounds(zoom, x, y)
         lon = west + (east - west) * t["col"] / SIZE
         lat = south + (north - south) * t["row"] / SIZE
         H = ref(lon, lat)
         ok = np.isfinite(H)
-        N = undulation(lat[ok], lon[ok])
+        yield x, y, t, H, ok, undulation(lat[ok], lon[ok])
+
+
+def test_heights_are_ellipsoidal_with_our_geoid(demo_terrain):
+    dem, out, summary = demo_terrain
+    diffs, n_geoid = [], []
+    for x, y, t, H, ok, N in _finest_vertices(dem, out, summary.max_zoom):
         d = t["h"][ok] - H[ok] - N
         assert np.abs(d).max() <= 0.01 + t["q"] / 2, (x, y, np.abs(d).max())
         diffs.append(d)
@@ -301,7 +306,8 @@ def _check_no_cracks(out):
         assert len(common) >= 2
         q = ta["q"] / 2 + tb["q"] / 2 + 1e-4
         assert np.abs(ha[ka] - hb[kb]).max() <= q, (a, b)  # shared vertices: same height
-        gap = max(np.abs(np.interp(pb, pa, ha) - hb).max(), np.abs(np.interp(pa, pb, hb) - ha).max())
+        gap = max(np.abs(np.interp(pb, pa, ha) - hb).max(),
+                  np.abs(np.interp(pa, pb, hb) - ha).max())
         assert gap <= 2 * errors[a[0]] + q, (a, b, gap)  # what the skirts must hide
         pairs += 1
     assert pairs >= 2
@@ -550,18 +556,8 @@ def test_dem_outside_east_asia_uses_the_worldwide_geoid(tmp_path):
               "EPSG:4326")
     out = tmp_path / "t"
     summary = build_terrain([dem], out, TerrainOptions(max_error=0.5))
-    ref = DemReference(dem)
     seen = 0
-    for z, x, y in tiles_on_disk(out):
-        if z != summary.max_zoom:
-            continue
-        t = read_tile(out, z, x, y)
-        west, south, east, north = tile_bounds(z, x, y)
-        lon = west + (east - west) * t["col"] / SIZE
-        lat = south + (north - south) * t["row"] / SIZE
-        H = ref(lon, lat)
-        ok = np.isfinite(H)
-        N = undulation(lat[ok], lon[ok])
+    for _, _, t, H, ok, N in _finest_vertices(dem, out, summary.max_zoom):
         assert 40 < N.min() and N.max() < 60
         assert np.abs(t["h"][ok] - H[ok] - N).max() <= 0.5 + t["q"]
         seen += int(ok.sum())
