@@ -5,9 +5,9 @@ D8 codes code for code, the accumulation exactly (unit weights count cells, whic
 exactly in any order).
 
 The DEM is cut into square tiles (``tile`` cells a side). Every step reads only windows of its
-inputs (:class:`ArraySource`, :class:`RasterSource`, :class:`ZarrSource`) and writes whole tiles
-into a chunked Zarr array (:class:`TileStore`, one chunk per tile, so parallel writers never
-share a chunk). Tasks run in this process or on dask.distributed (:class:`Executor`: a
+inputs (:class:`ArraySource`, :class:`RasterSource`, :class:`DataArraySource` for chunked
+xarray and Zarr) and writes whole tiles into a :class:`TileStore` (a file per tile, so parallel
+writers never share one). Tasks run in this process or on dask.distributed (:class:`Executor`: a
 LocalCluster, or a running scheduler whose workers see the same file system), and memory per
 task is bounded by a tile and its halo.
 
@@ -64,7 +64,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,29 +207,6 @@ def _close_rasters() -> None:
     for ds in list(_OPEN.values()):
         ds.close()
     _OPEN.clear()
-
-
-class ZarrSource:
-    """A 2-D Zarr array read by windows."""
-
-    def __init__(self, path: str):
-        import zarr
-
-        self.path = str(path)
-        arr = zarr.open_array(self.path, mode="r")
-        self.shape = tuple(arr.shape)
-        self.dtype = np.dtype(arr.dtype)
-        self._arr = None
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_arr"} | {"_arr": None}
-
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        import zarr
-
-        if self._arr is None:
-            self._arr = zarr.open_array(self.path, mode="r")
-        return _padded(self._arr, self.shape, r0, r1, c0, c1, self.dtype)
 
 
 class DataArraySource:
@@ -1084,12 +1061,3 @@ def drop(path: str | os.PathLike) -> None:
 def read_all(source) -> np.ndarray:
     """A whole window source as one array (tests and small grids)."""
     return source.read(0, source.shape[0], 0, source.shape[1])
-
-
-def iter_windows(source, block: int = 1024) -> Iterable[tuple[int, int, np.ndarray]]:
-    """(row0, col0, array) blocks of a source, row by row."""
-    for r0 in range(0, source.shape[0], block):
-        for c0 in range(0, source.shape[1], block):
-            r1 = min(r0 + block, source.shape[0])
-            c1 = min(c0 + block, source.shape[1])
-            yield r0, c0, source.read(r0, r1, c0, c1)
