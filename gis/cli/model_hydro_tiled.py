@@ -121,23 +121,11 @@ def _write(out: str, source, dtype, nodata, src, crs, tags: dict, tile: int) -> 
 def _write_zarr(out: str, source, dtype, src, crs, tags: dict, tile: int) -> None:
     """A Zarr store (one chunk per tile) that xarray/rioxarray open with its CRS and grid."""
     import dask
-    import dask.array as da
-    import xarray as xr
 
-    from models.hydro.tiled import Tiling
+    from models.hydro.tiled import as_dataarray
 
-    tiling = Tiling(source.shape, tile)
-    ni, nj = tiling.counts
-    blocks = [[da.from_delayed(dask.delayed(source.read)(*tiling.window(i, j)),
-                               _shape(tiling.window(i, j)), dtype=dtype) for j in range(nj)]
-              for i in range(ni)]
-    data = da.block(blocks).astype(dtype)
-    t = src.transform
-    arr = xr.DataArray(data, dims=("y", "x"), name=tags.get("name", "data"),
-                       coords={"y": t.f + t.e * (np.arange(source.shape[0]) + 0.5),
-                               "x": t.c + t.a * (np.arange(source.shape[1]) + 0.5)},
-                       attrs={k: str(v) for k, v in tags.items()})
-    arr = arr.rio.write_crs(crs).rio.write_transform(t)
+    arr = as_dataarray(source, tile, src.transform, crs, tags.get("name", "data"), dtype)
+    arr.attrs.update({k: str(v) for k, v in tags.items()})
     tmp = f"{out.rstrip('/')}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -148,11 +136,6 @@ def _write_zarr(out: str, source, dtype, src, crs, tags: dict, tile: int) -> Non
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _shape(window):
-    r0, r1, c0, c1 = window
-    return (r1 - r0, c1 - c0)
 
 
 class _Counting:

@@ -331,35 +331,42 @@ class TileStore:
         return self
 
     def dataarray(self, transform=None, crs=None, name: str | None = None):
-        """The store as a lazy, dask-backed xarray DataArray (one chunk per tile), with x/y
-        coordinates of the cell centres and the CRS when given."""
-        import dask.array as da
-        import xarray as xr
-        from dask import delayed
+        """The store as a lazy, dask-backed xarray DataArray (one chunk per tile)."""
+        return as_dataarray(self, self.tile, transform, crs, name)
 
-        tiling = Tiling(self.shape, self.tile)
-        ni, nj = tiling.counts
-        rows = []
-        for i in range(ni):
-            row = []
-            for j in range(nj):
-                r0, r1, c0, c1 = tiling.window(i, j)
-                part = delayed(self.read)(r0, r1, c0, c1)
-                row.append(da.from_delayed(part, (r1 - r0, c1 - c0), dtype=self.dtype))
-            rows.append(row)
-        data = da.block(rows)
-        coords = {}
+
+def as_dataarray(source, tile: int, transform=None, crs=None, name: str | None = None,
+                 dtype=None):
+    """A window source as a lazy, dask-backed xarray DataArray with chunks of ``tile`` cells
+    (each read by its own task), x/y coordinates of the cell centres and the CRS when given."""
+    import dask.array as da
+    import xarray as xr
+    from dask import delayed
+
+    dtype = np.dtype(dtype or source.dtype)
+    tiling = Tiling(tuple(source.shape), tile)
+    ni, nj = tiling.counts
+    rows = []
+    for i in range(ni):
+        row = []
+        for j in range(nj):
+            r0, r1, c0, c1 = tiling.window(i, j)
+            part = delayed(source.read)(r0, r1, c0, c1)
+            row.append(da.from_delayed(part, (r1 - r0, c1 - c0), dtype=dtype))
+        rows.append(row)
+    data = da.block(rows).astype(dtype)
+    coords = {}
+    if transform is not None:
+        coords = {"y": transform.f + transform.e * (np.arange(source.shape[0]) + 0.5),
+                  "x": transform.c + transform.a * (np.arange(source.shape[1]) + 0.5)}
+    out = xr.DataArray(data, dims=("y", "x"), coords=coords, name=name)
+    if crs is not None:
+        import rioxarray  # noqa: F401  (registers .rio)
+
+        out = out.rio.write_crs(crs)
         if transform is not None:
-            coords = {"y": transform.f + transform.e * (np.arange(self.shape[0]) + 0.5),
-                      "x": transform.c + transform.a * (np.arange(self.shape[1]) + 0.5)}
-        out = xr.DataArray(data, dims=("y", "x"), coords=coords, name=name)
-        if crs is not None:
-            import rioxarray  # noqa: F401  (registers .rio)
-
-            out = out.rio.write_crs(crs)
-            if transform is not None:
-                out = out.rio.write_transform(transform)
-        return out
+            out = out.rio.write_transform(transform)
+    return out
 
 
 # --- where tasks run -------------------------------------------------------------------------
